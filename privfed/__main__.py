@@ -1,0 +1,3 @@
+from privfed.cli.main import run
+
+run()

@@ -1,0 +1,115 @@
+"""Atomic, pickle-free reading and writing of run-directory files.
+
+Every file is written to a temporary name in the same folder and renamed into place, so a
+killed process never leaves a half-written JSON or tensor file. Tensors are stored only as
+safetensors: loading one never runs code, which matters for run directories shared by
+others.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from privfed.errors import PrivfedError
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _jsonable(value: Any) -> Any:
+    """Replace NaN/inf (invalid JSON) by null, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def dumps_json(obj: Any, indent: int | None = 2) -> str:
+    return json.dumps(_jsonable(obj), indent=indent, sort_keys=False, allow_nan=False)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, dumps_json(obj) + "\n")
+
+
+def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
+    """Append one line by rewriting the file atomically (files stay small: one line a round)."""
+    path = Path(path)
+    existing = path.read_text(encoding="utf-8") if path.exists() else ""
+    atomic_write_text(path, existing + dumps_json(obj, indent=None) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise PrivfedError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PrivfedError(f"{path}: not valid JSON ({exc}); the file is damaged, rerun the step that writes it") from None
+
+
+def read_jsonl(path: str | os.PathLike) -> list[Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise PrivfedError(f"{path}: file not found")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise PrivfedError(f"{path}:{number}: not valid JSON ({exc})") from None
+    return rows
+
+
+def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
+    contiguous = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    atomic_write_bytes(path, save(contiguous, metadata=dict(metadata) if metadata else None))
+
+
+def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Load a safetensors file; anything else (a pickle under a checkpoint name) is refused unread."""
+    path = Path(path)
+    if not path.is_file():
+        raise PrivfedError(f"{path}: file not found")
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head[:2] == b"\x80\x02" or head[:1] == b"\x80" or head[:2] == b"PK":
+        raise PrivfedError(f"{path}: refused: this is a pickle/zip file, not safetensors; privfed never unpickles files")
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise PrivfedError(f"{path}: not a valid safetensors file ({exc})") from None

@@ -1,0 +1,45 @@
+"""The seed's SimpleModel: three small convolutions, then the shared head.
+
+At 224x224 the flattened conv output is 32 x 23 x 23 = 16928 values, as in the seed; at
+other sizes the width of ``fc`` is computed from the image size.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from privfed.errors import PrivfedError
+
+
+class SimpleBackbone(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, kernel_size=3)
+        self.pool = nn.MaxPool2d(3)
+        self.conv2 = nn.Conv2d(16, 16, kernel_size=3)
+        self.conv3 = nn.Conv2d(16, 32, kernel_size=3)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.act(self.conv1(x)))
+        x = self.act(self.conv2(x))
+        x = self.pool(self.act(self.conv3(x)))
+        return torch.flatten(x, 1)
+
+
+def simple_feature_side(image_size: int) -> int:
+    side = (image_size - 2) // 3  # conv1 (k3) then MaxPool(3)
+    side = side - 2 - 2  # conv2, conv3
+    return side // 3  # MaxPool(3)
+
+
+MIN_IMAGE_SIZE = 23
+
+
+def simple_feature_dim(image_size: int) -> int:
+    if image_size < MIN_IMAGE_SIZE:
+        raise PrivfedError(
+            f"--image-size {image_size} is too small for architecture 'simple'; use at least {MIN_IMAGE_SIZE}"
+        )
+    return 32 * simple_feature_side(image_size) ** 2
