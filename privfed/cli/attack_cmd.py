@@ -1,5 +1,94 @@
-"""Placeholder until its issue lands."""
+"""``privfed attack RUN_DIR``: attack a finished run as an honest-but-curious server would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from privfed.errors import PrivfedError
+
+KINDS = ("inversion", "membership", "all")
 
 
-def register(app) -> None:
-    pass
+def _int_list(text: str | None, option: str) -> list[int] | None:
+    if text is None or text.strip().lower() in ("", "all"):
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise PrivfedError(f"{option} {text!r}: expected a number or a comma list of numbers, e.g. 1,3") from None
+
+
+def _names(text: str | None) -> list[str] | None:
+    if text is None or text.strip().lower() in ("", "all"):
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def attack(
+    run_dir: Path = typer.Argument(..., help="Run directory written by 'privfed train' (its --out folder)."),
+    kind: str = typer.Option("all", "--kind", help="Which attacks: inversion (rebuild images), membership (was this image trained on?) or all."),
+    target: str = typer.Option(None, "--target", help="What is attacked: full-model (whole-model updates) or shared-layer (only the 'shared' layer); default: every target the run supports."),
+    knowledge: str = typer.Option("none,init,full", "--knowledge", help="What the attacker knows of a client's private weights: none, init (the weights it initialised), full (oracle upper bound); comma list."),
+    method: str = typer.Option(None, "--method", help="Attack methods to run (comma list); default: every method that applies. See 'privfed attack --list'."),
+    round_: str = typer.Option(None, "--round", help="Observed round(s) to attack (comma list); default: every observed round."),
+    client: str = typer.Option(None, "--client", help="Client(s) to attack (comma list); default: all."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Inversion: replay a client step on this many of its images (default: the run's observed updates as sent)."),
+    local_steps: int = typer.Option(None, "--local-steps", min=1, help="Inversion: local steps in the replayed client update (default: the engine's own)."),
+    iterations: int = typer.Option(None, "--iterations", min=1, help="Inversion: optimisation iterations per attack (default: each method's own)."),
+    max_images: int = typer.Option(8, "--max-images", min=1, help="Inversion: at most this many images reconstructed per result."),
+    reference_models: int = typer.Option(4, "--reference-models", min=1, help="Membership: reference (shadow) models the attacker trains for LiRA/RMIA."),
+    max_members: int = typer.Option(500, "--max-members", min=2, help="Membership: at most this many members (and as many non-members) scored."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the attacks (reconstruction starts, sampling, reference models)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
+    list_methods: bool = typer.Option(False, "--list", help="List the registered attack methods and exit."),
+) -> None:
+    """Attack a run as its server: gradient inversion and membership inference; results go to RUN_DIR/attacks/."""
+    from rich.console import Console
+
+    from attacks.run_access import check_knowledge, open_run
+
+    console = Console(stderr=True)
+    if list_methods:
+        from attacks.inversion.registry import INVERSION_ATTACKS
+        from attacks.membership.registry import MEMBERSHIP_ATTACKS
+
+        typer.echo("inversion: " + ", ".join(INVERSION_ATTACKS.names()))
+        typer.echo("membership: " + ", ".join(MEMBERSHIP_ATTACKS.names()))
+        return
+    if kind not in KINDS:
+        raise PrivfedError(f"unknown --kind {kind!r}; choose one of: {', '.join(KINDS)}")
+    run = open_run(run_dir)
+    knowledge_levels = [check_knowledge(k) for k in (_names(knowledge) or ["none", "init", "full"])]
+    targets = [target] if target else run.supported_targets()
+    if not targets:
+        raise PrivfedError(f"{run_dir}: algorithm {run.algorithm!r} sends nothing to a server, so there is nothing to attack")
+    for t in targets:
+        run.require_target(t)
+    outputs: list[Path] = []
+    for t in targets:
+        if kind in ("inversion", "all"):
+            from attacks.inversion.runner import InversionOptions, run_inversion_attacks
+
+            options = InversionOptions(
+                target=t, knowledge=knowledge_levels, methods=_names(method) if kind == "inversion" else None,
+                rounds=_int_list(round_, "--round"), clients=_int_list(client, "--client"), batch_size=batch_size,
+                local_steps=local_steps, iterations=iterations, max_images=max_images, seed=seed, device=device,
+            )
+            outputs.append(run_inversion_attacks(run_dir, options))
+        if kind in ("membership", "all"):
+            from attacks.membership.runner import MembershipOptions, run_membership_attacks
+
+            options = MembershipOptions(
+                target=t, knowledge=knowledge_levels, methods=_names(method) if kind == "membership" else None,
+                reference_models=reference_models, max_members=max_members, rounds=_int_list(round_, "--round"),
+                clients=_int_list(client, "--client"), seed=seed, device=device,
+            )
+            outputs.append(run_membership_attacks(run_dir, options))
+    for path in outputs:
+        console.print(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("attack")(attack)
