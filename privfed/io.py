@@ -14,13 +14,18 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from typing import TYPE_CHECKING, Any
 
 from privfed.errors import PrivfedError
+
+if TYPE_CHECKING:  # torch/safetensors are imported lazily: JSON-only readers (reports) must not load torch
+    import torch
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -32,6 +37,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; shared run directories need the usual mode
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -96,12 +102,17 @@ def read_jsonl(path: str | os.PathLike) -> list[Any]:
 
 
 def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
+    from safetensors.torch import save
+
     contiguous = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     atomic_write_bytes(path, save(contiguous, metadata=dict(metadata) if metadata else None))
 
 
 def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Load a safetensors file; anything else (a pickle under a checkpoint name) is refused unread."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     path = Path(path)
     if not path.is_file():
         raise PrivfedError(f"{path}: file not found")
