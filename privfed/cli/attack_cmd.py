@@ -51,10 +51,10 @@ def attack(
 
     console = Console(stderr=True)
     if list_methods:
-        from attacks.inversion.registry import INVERSION_ATTACKS
-        from attacks.membership.registry import MEMBERSHIP_ATTACKS
+        from attacks.inversion import INVERSION_METHODS
+        from attacks.membership import MEMBERSHIP_ATTACKS
 
-        typer.echo("inversion: " + ", ".join(INVERSION_ATTACKS.names()))
+        typer.echo("inversion: " + ", ".join(INVERSION_METHODS.names()))
         typer.echo("membership: " + ", ".join(MEMBERSHIP_ATTACKS.names()))
         return
     if kind not in KINDS:

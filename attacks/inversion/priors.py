@@ -1,0 +1,99 @@
+"""Priors an honest-but-curious server really has, shared by every optimisation attack.
+
+* ``greyscale``: the modality is known (MRI slices are grey), so we optimise one channel and
+  repeat it three times: a third of the unknowns, and no colour artefacts.
+* ``box``: pixels lie in [0, 1]; candidates are projected back after every step, as in
+  Inverting Gradients (Geiping et al. 2020, https://arxiv.org/abs/2003.14053).
+* ``server-mean-init``: start from the mean of the server's own images instead of noise.
+* ``server-feature-stats``: a Gaussian prior on the features the attacker's backbone
+  computes, fitted on the server's images (in the spirit of the BatchNorm-statistics prior of
+  Yin et al. 2021, "See through Gradients", https://arxiv.org/abs/2104.07586).
+* ``tv``: total variation, the image prior of Inverting Gradients.
+
+Each result lists the prior names it used (``priors`` in the result JSON).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ImagePrior:
+    greyscale: bool = True
+    tv_weight: float = 1e-2
+    mean_image: torch.Tensor | None = None  # 3 x S x S in [0, 1]
+    feature_mean: torch.Tensor | None = None  # statistics of model.shared_input on server images
+    feature_std: torch.Tensor | None = None
+    feature_weight: float = 1e-3
+    mean_probs: torch.Tensor | None = None  # mean softmax of the attacker's model on server images (label counts)
+
+    def names(self, uses_tv: bool = True) -> list[str]:
+        names = ["box[0,1]"]
+        if self.greyscale:
+            names.append("greyscale")
+        if uses_tv and self.tv_weight > 0:
+            names.append("tv")
+        if self.mean_image is not None:
+            names.append("server-mean-init")
+        if self.feature_mean is not None and self.feature_weight > 0:
+            names.append("server-feature-stats")
+        return names
+
+    @classmethod
+    @torch.no_grad()
+    def from_server_images(cls, images: torch.Tensor, model: nn.Module | None = None, **kwargs) -> ImagePrior:
+        """Fit the priors on the server's own images (N x 3 x S x S in [0, 1])."""
+        prior = cls(mean_image=images.mean(0).cpu(), **kwargs)
+        if model is not None and images.shape[0] >= 2:
+            device = next(model.parameters()).device
+            was_training = model.training
+            model.eval()
+            features = torch.cat([model.shared_input(chunk.to(device)).cpu() for chunk in images.split(32)])
+            model.train(was_training)
+            prior.feature_mean, prior.feature_std = features.mean(0), features.std(0)
+            prior.mean_probs = torch.softmax(model.forward_from_shared_input(features.to(device)), 1).mean(0).cpu()
+        return prior
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Anisotropic TV (mean absolute difference of neighbouring pixels), per batch."""
+    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().mean()
+    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().mean()
+    return dx + dy
+
+
+class Candidate(nn.Module):
+    """The images being optimised, parametrised per the priors (grey channel, box projection)."""
+
+    def __init__(self, num: int, image_size: int, prior: ImagePrior, generator: torch.Generator, device) -> None:
+        super().__init__()
+        self.greyscale = prior.greyscale
+        channels = 1 if prior.greyscale else 3
+        if prior.mean_image is not None:
+            start = prior.mean_image.to(device).float()
+            start = start.mean(0, keepdim=True) if prior.greyscale else start
+            start = start.expand(num, channels, image_size, image_size).clone()
+            start = start + 0.05 * torch.randn(start.shape, generator=generator).to(device)
+        else:
+            start = 0.5 + 0.1 * torch.randn((num, channels, image_size, image_size), generator=generator).to(device)
+        self.pixels = nn.Parameter(start.clamp(0, 1))
+
+    def forward(self) -> torch.Tensor:
+        return self.pixels.expand(-1, 3, -1, -1) if self.greyscale else self.pixels
+
+    @torch.no_grad()
+    def project(self) -> None:
+        self.pixels.clamp_(0, 1)
+
+
+def feature_prior_loss(features: torch.Tensor, prior: ImagePrior) -> torch.Tensor:
+    """Negative log-likelihood (up to constants) of features under the server's feature statistics."""
+    if prior.feature_mean is None or prior.feature_weight <= 0:
+        return features.new_zeros(())
+    mean = prior.feature_mean.to(features.device)
+    std = prior.feature_std.to(features.device) + 1e-3
+    return prior.feature_weight * (((features - mean) / std) ** 2).mean()
