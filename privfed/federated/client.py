@@ -1,0 +1,188 @@
+"""One client's round: load what the server sent, train locally, return what to send.
+
+Kept free of engine state so a Flower ``ClientApp`` can call :func:`client_round` with the
+tensors from its message and reply with the returned :class:`ClientUpdate`. The optimizer
+is created fresh every round (common FL practice: momentum/Adam state does not survive
+aggregation), so nothing but the model needs to be checkpointed, and every random draw
+comes from the ``generator`` the caller derives from (seed, round, client).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from privfed.errors import PrivfedError
+from privfed.federated.evaluation import as_float
+from privfed.federated.fednova import momentum_a_norm
+from privfed.federated.strategy import ClientUpdate, LocalSettings
+
+#: progress callback: (steps done, steps planned, running mean loss)
+BatchCallback = Callable[[int, int, float], None]
+
+
+@dataclass
+class TrainStats:
+    num_samples: int
+    local_steps: int
+    a_norm: float
+    train_loss: float
+
+
+def planned_steps(num_samples: int, settings: LocalSettings) -> int:
+    return settings.epochs * math.ceil(num_samples / settings.batch_size) if num_samples else 0
+
+
+def make_optimizer(model: nn.Module, settings: LocalSettings) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum)
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(params, lr=settings.lr)
+    raise PrivfedError(f"--optimizer: unknown optimizer {settings.optimizer!r}; choose sgd or adam")
+
+
+def _check_finite(value: float, where: str, step: int) -> None:
+    if not math.isfinite(value):
+        raise PrivfedError(
+            f"{where}: training loss became {value} at local step {step}; the model diverged. "
+            "Lower --lr (or raise --batch-size); finished rounds are kept in the run directory"
+        )
+
+
+def train_local(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    settings: LocalSettings,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+    *,
+    sample_privacy: Any | None = None,
+    on_batch: BatchCallback | None = None,
+    where: str = "local training",
+) -> TrainStats:
+    """Train ``model`` in place for ``settings.epochs`` epochs over (images, labels).
+
+    ``settings.mu > 0`` adds FedProx's mu/2 ||w - w_start||^2 with w_start the weights at
+    entry. ``sample_privacy`` (a :class:`privfed.dp.SampleLevelPrivacy`) switches to
+    Opacus DP-SGD with Poisson sampling. A non-finite loss raises :class:`PrivfedError`
+    naming ``where``.
+    """
+    device = torch.device(device)
+    model.to(device).train()
+    n = len(labels)
+    if n == 0:
+        return TrainStats(0, 0, 0.0, math.nan)
+    optimizer = make_optimizer(model, settings)
+    anchor = None
+    if settings.mu > 0:
+        anchor = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+    total = planned_steps(n, settings)
+
+    def proximal() -> torch.Tensor:
+        """FedProx: mu/2 ||w - w_start||^2 (Li et al. 2020)."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        return (settings.mu / 2) * sum(((p - a) ** 2).sum() for p, a in zip(params, anchor))
+    loss_sum, seen, steps = 0.0, 0, 0
+
+    def step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+        nonlocal loss_sum, seen, steps
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(net(x), y)
+        objective = loss
+        if anchor is not None and sample_privacy is None:
+            objective = loss + proximal()
+        objective.backward()
+        opt.step()
+        value = loss.item()
+        steps += 1
+        _check_finite(value, where, steps)
+        loss_sum += value * len(y)
+        seen += len(y)
+        if on_batch is not None:
+            on_batch(steps, total, loss_sum / seen)
+
+    if sample_privacy is None:
+        for _ in range(settings.epochs):
+            order = torch.randperm(n, generator=generator)
+            for start in range(0, n, settings.batch_size):
+                index = order[start : start + settings.batch_size]
+                x = as_float(images[index]).to(device, non_blocking=True)
+                step(model, optimizer, x, labels[index].to(device, non_blocking=True))
+    else:
+        dataset = torch.utils.data.TensorDataset(images, labels)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=settings.batch_size)
+        with sample_privacy.training(model, optimizer, loader, generator) as (private_model, private_opt, poisson):
+            if anchor is not None:  # a loss term would be dropped by DP-SGD: add it after noising
+                private_opt.set_regularizer(proximal)
+            for _ in range(settings.epochs):
+                for x, y in poisson:
+                    if len(y) == 0:  # Poisson sampling can draw an empty batch (probability (1-q)^n)
+                        continue
+                    step(private_model, private_opt, as_float(x).to(device), y.to(device))
+    if settings.optimizer == "sgd":
+        a_norm = momentum_a_norm(steps, settings.momentum)
+    else:
+        a_norm = float(steps)
+    return TrainStats(n, steps, a_norm, loss_sum / seen if seen else math.nan)
+
+
+def client_round(
+    client: int,
+    model: nn.Module,
+    received: Mapping[str, torch.Tensor],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    settings: LocalSettings,
+    generator: torch.Generator,
+    payload: Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]],
+    device: torch.device | str = "cpu",
+    *,
+    sample_privacy: Any | None = None,
+    client_privacy: Any | None = None,
+    noise_generator: torch.Generator | None = None,
+    on_batch: BatchCallback | None = None,
+    server_round: int | None = None,
+) -> ClientUpdate:
+    """Load ``received`` (all or part of a state dict), train, and return what the client sends.
+
+    ``payload`` picks the tensors to send (a strategy's ``payload``). With client-level DP
+    the floating tensors sent are before + privatize(after - before); the client keeps its
+    own, un-noised weights.
+    """
+    if received:
+        _load_partial(model, received)
+    before = payload(model.state_dict())
+    where = f"client {client}" + (f", round {server_round}" if server_round is not None else "")
+    stats = train_local(
+        model, images, labels, settings, generator, device, sample_privacy=sample_privacy, on_batch=on_batch, where=where
+    )
+    sent = payload(model.state_dict())
+    if client_privacy is not None:
+        update = {k: sent[k] - before[k] for k in sent if sent[k].is_floating_point()}
+        noisy = client_privacy.privatize(update, noise_generator if noise_generator is not None else generator)
+        for name, delta in noisy.items():
+            sent[name] = before[name] + delta.to(before[name])
+    sent = {k: v.detach().to("cpu").contiguous() for k, v in sent.items()}
+    return ClientUpdate(client, sent, stats.num_samples, stats.local_steps, stats.a_norm, stats.train_loss)
+
+
+def _load_partial(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:
+    state = model.state_dict()
+    unknown = [name for name in tensors if name not in state]
+    if unknown:
+        raise PrivfedError(f"received tensors {unknown} that the model does not have; the architectures differ")
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            if state[name].shape != tensor.shape:
+                raise PrivfedError(
+                    f"received {name} of shape {tuple(tensor.shape)} for a model whose {name} is {tuple(state[name].shape)}"
+                )
+            state[name].copy_(tensor)

@@ -1,0 +1,78 @@
+"""Client-side training: equivalence with a bare loop, FedProx, and divergence errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from privfed.errors import PrivfedError
+from privfed.federated import engine as engine_module
+from privfed.federated import run_training
+from privfed.federated.client import client_round
+from privfed.federated.seeding import generator, seeded
+from privfed.federated.strategy import FedAvg, LocalSettings
+from privfed.io import load_tensors, read_jsonl
+from privfed.models import build_model
+
+from .conftest import make_tiny_split, tiny_config
+
+
+def test_one_client_one_round_fedavg_equals_plain_training(dataset, tmp_path):
+    config = tiny_config(num_clients=1, rounds=1, momentum=0.9)
+    split = make_tiny_split(dataset, 1, sizes=[20])
+    run_training(config, tmp_path / "run", progress=False, dataset=dataset, split=split)
+    fed = load_tensors(tmp_path / "run" / "models" / "global.safetensors")
+
+    with seeded(config.seed, "init", "global"):
+        model = build_model("simple", 2, 32, 16)
+    images, labels = dataset.load(split.clients[0])
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9)
+    order = torch.randperm(20, generator=generator(config.seed, "data", 1, 0))
+    for start in range(0, 20, config.batch_size):
+        idx = order[start : start + config.batch_size]
+        opt.zero_grad()
+        F.cross_entropy(model(images[idx]), labels[idx]).backward()
+        opt.step()
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(fed[name], tensor), name
+
+
+def _prox_run(dataset, mu):
+    torch.manual_seed(0)
+    model = build_model("simple", 2, 32, 16)
+    received = {k: v.clone() for k, v in model.state_dict().items()}
+    images, labels = dataset.load(dataset.ids[:24])
+    settings = LocalSettings(epochs=3, batch_size=8, lr=0.1, optimizer="sgd", momentum=0.0, mu=mu)
+    update = client_round(0, model, received, images, labels, settings, generator(0, "data"), FedAvg().payload)
+    return torch.sqrt(sum(((update.tensors[k] - received[k]) ** 2).sum() for k in received)).item(), update
+
+
+def test_fedprox_mu_zero_is_fedavg_and_mu_positive_stays_closer(dataset, tmp_path):
+    split = make_tiny_split(dataset, 2)
+    a = run_training(tiny_config(algorithm="fedavg"), tmp_path / "a", progress=False, dataset=dataset, split=split)
+    b = run_training(tiny_config(algorithm="fedprox", mu=0.0), tmp_path / "b", progress=False, dataset=dataset, split=split)
+    ga = load_tensors(tmp_path / "a" / "models" / "global.safetensors")
+    gb = load_tensors(tmp_path / "b" / "models" / "global.safetensors")
+    assert all(torch.equal(ga[k], gb[k]) for k in ga)
+    assert a["global_test_accuracy"] == b["global_test_accuracy"]
+
+    free, _ = _prox_run(dataset, 0.0)
+    held, _ = _prox_run(dataset, 5.0)
+    assert 0 < held < free
+
+
+def test_nan_loss_names_client_and_round_and_keeps_earlier_rounds(dataset, tmp_path, monkeypatch):
+    real = engine_module.client_round
+
+    def poisoned(k, model, received, *args, server_round=None, **kwargs):
+        if k == 1 and server_round == 2:
+            received = {name: torch.full_like(t, float("nan")) if t.is_floating_point() else t for name, t in received.items()}
+        return real(k, model, received, *args, server_round=server_round, **kwargs)
+
+    monkeypatch.setattr(engine_module, "client_round", poisoned)
+    with pytest.raises(PrivfedError, match=r"client 1, round 2: training loss became nan"):
+        run_training(tiny_config(rounds=3), tmp_path / "run", progress=False, dataset=dataset, split=make_tiny_split(dataset, 2))
+    rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [r["round"] for r in rows] == [1]
+    assert (tmp_path / "run" / "checkpoints" / "state.json").is_file()
