@@ -1,0 +1,58 @@
+"""Everything read from run files is text: markup in names, ids and file names stays inert."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+
+from reports import build_report
+
+XSS = "<script>alert(1)</script>"
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+
+
+class StartTags(HTMLParser):
+    def __init__(self, html: str):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_markup_in_class_names_ids_and_file_names_is_escaped(make_run, tmp_path):
+    run = make_run("run-<script>alert(1)", classes=(XSS, "tumor"), sample_ids=(XSS, "b", "c", "d"),
+                   image_name='"><img src=x onerror=alert(1)>')
+    config = json.loads((run / "config.json").read_text())
+    config["command"] = f"privfed train --out x</code></pre>{XSS}"
+    config["archs"] = [XSS, "simple"]
+    (run / "config.json").write_text(json.dumps(config))
+    attack = run / "attacks" / "inversion-full-model.json"
+    data = json.loads(attack.read_text())
+    data["target"] = XSS
+    data["results"][0]["method"] = "$x^{2$ " + XSS  # also no mathtext crash in the ROC/plots
+    data["results"][0]["threat_model"] = XSS
+    attack.unlink()
+    (run / "attacks" / "inversion-<img src=x onerror=alert(1)>.json").write_text(json.dumps(data))
+    membership = run / "attacks" / "membership-full-model.json"
+    mdata = json.loads(membership.read_text())
+    mdata["results"][0]["method"] = "$x^{2$ " + XSS
+    membership.write_text(json.dumps(mdata))
+
+    html = build_report([run], tmp_path / "x.html", title=XSS).read_text(encoding="utf-8")
+
+    tags = StartTags(html).tags
+    assert [t for t, _ in tags if t in ("script", "iframe", "object", "embed", "svg", "link")] == []
+    assert not any(name.startswith("on") for _, attrs in tags for name in attrs)
+    assert all(attrs["src"].startswith("data:image/png;base64,") for t, attrs in tags if t == "img")
+    assert XSS not in html and "<script" not in html.lower()
+    assert f"<title>{ESCAPED}</title>" in html
+    assert f"{ESCAPED} (0)" in html                      # class name shown with a sample's label
+    assert re.search(rf"<td>{re.escape(ESCAPED)}</td>", html)  # sample id and architecture cells
+    assert "run-&lt;script&gt;alert(1)" in html          # folder name
+    assert "inversion-&lt;img src=x onerror=alert(1)&gt;.json" in html  # attack file name
+    assert f"--out x&lt;/code&gt;&lt;/pre&gt;{ESCAPED}" in html          # command
+    # the image named with markup is still embedded (it is a PNG inside attacks/), by bytes only
+    assert sum(1 for t, _ in tags if t == "img") == 5
