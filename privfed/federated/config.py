@@ -223,7 +223,16 @@ class TrainConfig:
             clients_per_round=self.clients_per_round if self.clients_per_round is not None else n,
             observe=self.observed_rounds(),
             dp=dataclasses.replace(self.dp),
+            data=_absolute_data(self.data),
         )
+
+
+def _absolute_data(data: str) -> str:
+    """Store data paths absolute, so attacks run from another folder find the same images."""
+    if data in (None, "", "embedded"):
+        return "embedded"
+    path = Path(data).expanduser()
+    return str(path.resolve()) if path.exists() else str(data)
 
 
 def load_config(path: str | Path) -> TrainConfig:
