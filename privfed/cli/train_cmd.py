@@ -41,6 +41,9 @@ def register(app: typer.Typer) -> None:
     aggregations = ", ".join(AGGREGATIONS.names())
     presets = ", ".join(PRESETS)
     archs = ", ".join(ARCHITECTURES)
+    from privfed.dp import LEVEL_HELP
+
+    dp_help = "Differential privacy level. " + " ".join(f"{name}: {text}" for name, text in LEVEL_HELP.items())
 
     @app.command("train")
     def train(
@@ -69,7 +72,8 @@ def register(app: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None, help="Seed of every random stream (default 0)."),
         observe: Optional[str] = typer.Option(None, help="Rounds whose traffic is saved for attacks: first,last | all | none | 1,3,5."),
         device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
-        dp: Optional[str] = typer.Option(None, "--dp-level", "--dp", help="Differential privacy level: none, sample or client."),
+        dp_flag: bool = typer.Option(False, "--dp", help="Turn on DP-SGD on each client (same as --dp-level sample)."),
+        dp: Optional[str] = typer.Option(None, "--dp-level", help=dp_help),
         noise_multiplier: Optional[float] = typer.Option(None, help="DP noise multiplier (or give --target-epsilon)."),
         max_grad_norm: Optional[float] = typer.Option(None, help="DP clipping norm."),
         target_epsilon: Optional[float] = typer.Option(None, help="DP target epsilon (solves the noise multiplier)."),
@@ -90,6 +94,8 @@ def register(app: typer.Typer) -> None:
             "trim_fraction": trim_fraction, "server_epochs": server_epochs, "image_size": image_size, "plan": plan,
             "seed": seed, "observe": observe, "device": device,
         }
+        if dp_flag and dp is None:
+            dp = "sample"
         dp_options = {"level": dp, "noise_multiplier": noise_multiplier, "max_grad_norm": max_grad_norm,
                       "target_epsilon": target_epsilon, "delta": delta}
         command = "privfed " + shlex.join(sys.argv[1:])

@@ -1,0 +1,103 @@
+"""What the user asks for: the DP level, its noise and clipping, and their validation.
+
+The CLI (``--dp-level``, ``--noise-multiplier``, ``--max-grad-norm``, ``--target-epsilon``,
+``--delta``) fills a :class:`DPConfig`; ``config.json`` stores :meth:`DPConfig.to_dict`.
+Every bad value raises :class:`~privfed.errors.PrivfedError` naming the option.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from privfed.errors import PrivfedError, closest
+
+#: What each level protects, one sentence each; the CLI's ``--dp-level`` help reuses these.
+LEVEL_HELP: dict[str, str] = {
+    "none": "No differential privacy: updates are sent as trained.",
+    "sample": (
+        "Sample-level DP-SGD (Abadi et al. 2016) on each client: protects any single image "
+        "(one patient scan) of a hospital's data; per-image gradients are clipped to "
+        "--max-grad-norm and Gaussian noise is added at every local step."
+    ),
+    "client": (
+        "Client-level DP (McMahan et al. 2018, DP-FedAvg): protects a whole hospital's "
+        "contribution (all its images at once); each client's update is clipped to "
+        "--max-grad-norm and Gaussian noise is added before it is sent."
+    ),
+}
+
+LEVELS: tuple[str, ...] = tuple(LEVEL_HELP)
+
+#: Default delta is min(DEFAULT_DELTA, 1/n), n = records protected (images or clients).
+DEFAULT_DELTA = 1e-5
+
+
+def default_delta(n: int) -> float:
+    """delta must be well below 1/n, else releasing one record outright would satisfy it."""
+    return min(DEFAULT_DELTA, 1.0 / max(int(n), 1))
+
+
+def _finite(value: float, option: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise PrivfedError(f"{option} must be a number, got {value!r}") from None
+    if not math.isfinite(value):
+        raise PrivfedError(f"{option} must be a finite number, got {value}")
+    return value
+
+
+@dataclass
+class DPConfig:
+    """User-facing DP settings; ``noise_multiplier=None`` with ``target_epsilon`` means solved."""
+
+    level: str = "none"
+    noise_multiplier: float | None = None
+    max_grad_norm: float = 1.0
+    target_epsilon: float | None = None
+    delta: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.level != "none"
+
+    def validate(self) -> None:
+        """Raise PrivfedError naming the option for any impossible value."""
+        if self.level not in LEVELS:
+            raise PrivfedError(
+                f"unknown --dp-level {self.level!r}{closest(str(self.level), LEVELS)}; choose one of: {', '.join(LEVELS)}"
+            )
+        if self.noise_multiplier is not None and _finite(self.noise_multiplier, "--noise-multiplier") < 0:
+            raise PrivfedError(
+                f"--noise-multiplier must be >= 0 (it is the noise std in units of --max-grad-norm), got {self.noise_multiplier}"
+            )
+        if _finite(self.max_grad_norm, "--max-grad-norm") <= 0:
+            raise PrivfedError(f"--max-grad-norm must be > 0 (the clipping bound), got {self.max_grad_norm}")
+        if self.target_epsilon is not None and _finite(self.target_epsilon, "--target-epsilon") <= 0:
+            raise PrivfedError(f"--target-epsilon must be > 0, got {self.target_epsilon}")
+        if self.delta is not None:
+            delta = _finite(self.delta, "--delta")
+            if not 0 < delta < 1:
+                raise PrivfedError(
+                    f"--delta must be strictly between 0 and 1 (use well below 1/number of records), got {self.delta}"
+                )
+        if self.enabled:
+            if self.noise_multiplier is not None and self.target_epsilon is not None:
+                raise PrivfedError(
+                    "--noise-multiplier and --target-epsilon are mutually exclusive: give one "
+                    "(the noise is solved from --target-epsilon)"
+                )
+            if self.noise_multiplier is None and self.target_epsilon is None:
+                raise PrivfedError(
+                    f"--dp-level {self.level} needs --noise-multiplier or --target-epsilon"
+                )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> DPConfig:
+        data = dict(data or {})
+        known = {k: data[k] for k in ("level", "noise_multiplier", "max_grad_norm", "target_epsilon", "delta") if k in data}
+        return cls(**known)
