@@ -95,7 +95,9 @@ def train_local(
     def step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
         nonlocal loss_sum, seen, steps
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(net(x), y)
+        # sum / max(n, 1): the mean for real batches, and a defined (zero-data) loss for an empty
+        # Poisson batch, whose noise-only DP step must still be taken and accounted.
+        loss = F.cross_entropy(net(x), y, reduction="sum") / max(len(y), 1)
         objective = loss
         if anchor is not None and sample_privacy is None:
             objective = loss + proximal()
@@ -107,7 +109,7 @@ def train_local(
         loss_sum += value * len(y)
         seen += len(y)
         if on_batch is not None:
-            on_batch(steps, total, loss_sum / seen)
+            on_batch(steps, total, loss_sum / max(seen, 1))
 
     if sample_privacy is None:
         for _ in range(settings.epochs):
@@ -123,9 +125,7 @@ def train_local(
             if anchor is not None:  # a loss term would be dropped by DP-SGD: add it after noising
                 private_opt.set_regularizer(proximal)
             for _ in range(settings.epochs):
-                for x, y in poisson:
-                    if len(y) == 0:  # Poisson sampling can draw an empty batch (probability (1-q)^n)
-                        continue
+                for x, y in poisson:  # may be empty (probability (1-q)^n): still a noise-only step
                     step(private_model, private_opt, as_float(x).to(device), y.to(device))
     if settings.optimizer == "sgd":
         a_norm = momentum_a_norm(steps, settings.momentum)
