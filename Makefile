@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	-@bash scripts/ensure_chromium.sh
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine_overhead.py
