@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.privfed-installed
-EXTRAS ?= dev
+EXTRAS ?= dev,flower
 
 .PHONY: install demo test bench clean
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -67,23 +68,38 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
 
 
 class Candidate(nn.Module):
-    """The images being optimised, parametrised per the priors (grey channel, box projection)."""
+    """The images being optimised, parametrised per the priors (grey channel, box projection).
 
-    def __init__(self, num: int, image_size: int, prior: ImagePrior, generator: torch.Generator, device) -> None:
+    ``resolution`` > 1 optimises a ``S/resolution`` grid upsampled bilinearly to ``S``: a
+    smoothness prior that removes the high-frequency null space of a conv + max-pool stack
+    (pixels that no pooled maximum sees), which otherwise fills with salt-and-pepper noise.
+    Bilinear upsampling of values in [0, 1] stays in [0, 1], so box projection is unchanged.
+    """
+
+    def __init__(self, num: int, image_size: int, prior: ImagePrior, generator: torch.Generator, device,
+                 resolution: int = 1, noise: float = 0.05) -> None:
         super().__init__()
         self.greyscale = prior.greyscale
+        self.image_size = image_size
+        side = max(image_size // max(int(resolution), 1), 2)
+        self.side = side
         channels = 1 if prior.greyscale else 3
         if prior.mean_image is not None:
             start = prior.mean_image.to(device).float()
             start = start.mean(0, keepdim=True) if prior.greyscale else start
             start = start.expand(num, channels, image_size, image_size).clone()
-            start = start + 0.05 * torch.randn(start.shape, generator=generator).to(device)
+            if side != image_size:
+                start = F.adaptive_avg_pool2d(start, side)
+            start = start + noise * torch.randn(start.shape, generator=generator).to(device)
         else:
-            start = 0.5 + 0.1 * torch.randn((num, channels, image_size, image_size), generator=generator).to(device)
+            start = 0.5 + 0.1 * torch.randn((num, channels, side, side), generator=generator).to(device)
         self.pixels = nn.Parameter(start.clamp(0, 1))
 
     def forward(self) -> torch.Tensor:
-        return self.pixels.expand(-1, 3, -1, -1) if self.greyscale else self.pixels
+        images = self.pixels
+        if self.side != self.image_size:
+            images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        return images.expand(-1, 3, -1, -1) if self.greyscale else images
 
     @torch.no_grad()
     def project(self) -> None:

@@ -51,8 +51,8 @@ class SharedAnalytic(InversionAttack):
         generator = torch.Generator().manual_seed(self.seed)
         recovery, labels = recover_shared_inputs(observation)
         features = recovery.inputs.detach()
-        images, loss = invert_features(observation, observation.model.shared_input, features, labels, self.iterations, generator)
-        return Reconstruction(images, labels, self.iterations, features=features,
+        images, loss, ran = invert_features(observation, observation.model.shared_input, features, self.iterations, generator)
+        return Reconstruction(images, labels, ran, features=features,
                               stats={"loss": loss, "clusters_found": recovery.clusters_found, "layer": "shared"})
 
 

@@ -92,3 +92,20 @@ def test_shared_layer_attack_recovers_features_and_label(simple_model, smooth):
     truth = simple_model.shared_input(images).detach()
     assert float((reconstruction.features - truth).norm() / truth.norm()) < 1e-5
     assert reconstruction.labels.tolist() == [0]
+
+
+def test_analytic_beats_generic_gradient_matching_on_the_same_replay(simple_model, smooth):
+    """The issue's claim: exact fc features + conv inversion is the strongest full-model attack.
+
+    Same batch-1, one-step update, same server-mean prior, comparable budgets (measured at
+    32x32: analytic ~30 dB in ~1 s, Inverting Gradients ~20 dB, DLG ~13 dB).
+    """
+    images, labels = smooth(1, seed=11), torch.tensor([1])
+    mean_image = smooth(8, seed=12).mean(0)
+    observation = _observe(simple_model, images, labels, ClientStep(lr=0.01, local_steps=1, batch_size=1))
+    observation.prior = ImagePrior(mean_image=mean_image)
+    scores = {method: _psnr(INVERSION_METHODS.get(method)(iterations=iterations).reconstruct(observation), images, labels)
+              for method, iterations in (("analytic", 300), ("inverting-gradients", 200), ("dlg", 30))}
+    assert scores["analytic"] > scores["inverting-gradients"] + 3.0, scores
+    assert scores["analytic"] > scores["dlg"] + 3.0, scores
+    assert scores["analytic"] > psnr(mean_image, images[0]) + 5.0, scores
