@@ -39,7 +39,7 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
         full_model={"preset": "quick", "algorithm": "fedavg"},
         partial={"preset": "quick", "algorithm": "partial"},
         inversion_iterations=150, inversion_images=2, reference_models=2, max_members=150,
-        note="embedded data at 32x32, 3 rounds; a few minutes on 2 CPU cores",
+        note="embedded data at 32x32, 5 rounds of 2 local epochs; a few minutes on 2 CPU cores",
     ),
     "seed-same-arch": StudyPreset(
         full_model={"preset": "seed-same-arch", "algorithm": "fedavg"},
