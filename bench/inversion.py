@@ -55,7 +55,7 @@ def main() -> int:
     torch.manual_seed(1)
     server_model = build_model("simple", image_size=args.size, shared_width=1024).eval()
     print(f"# simple at {args.size}x{args.size}, one SGD step (lr 0.01), {args.iterations} iterations, {torch.get_num_threads()} thread(s)")
-    print(f"{'method':26} {'target':12} {'knowledge':9} {'batch':>5} {'PSNR':>6} {'max':>6} {'SSIM':>5} {'label':>5} {'feat.err':>8} {'sec':>6} {'it/s':>6}")
+    print(f"{'method':26} {'target':12} {'knowledge':9} {'batch':>5} {'PSNR':>6} {'max':>6} {'SSIM':>5} {'label':>5} {'feat.err':>8} {'sec':>6} {'it/s':>6} {'found':>5}")
     for batch in [int(b) for b in args.batches.split(",")]:
         ids = [dataset.ids[i] for i in order[32 : 32 + batch]]
         images, labels = dataset.load(ids)
@@ -70,9 +70,10 @@ def main() -> int:
             levels = [("full", client_model)] + ([("none", server_model)] if target == "shared-layer" else [])
             for knowledge, model in levels:
                 seen = update if target == "full-model" else {k: update[k] for k in ("shared.weight", "shared.bias")}
-                if target == "shared-layer":  # the server's own model carries the client's shared layer
+                if target == "shared-layer":  # knowledge none: the server's own model carrying the client's shared layer
                     model = build_model("simple", image_size=args.size, shared_width=1024).eval()
                     model.load_state_dict((client_model if knowledge == "full" else server_model).state_dict())
+                    model.shared.load_state_dict(client_model.shared.state_dict())
                 prior = ImagePrior.from_server_images(server_images, model)
                 observation = Observation(model, seen, step, batch, args.size, 2, target=target, prior=prior)
                 start = time.perf_counter()
@@ -86,7 +87,7 @@ def main() -> int:
                         error = f"{_feature_error(rec.features, client_model.shared_input(images)):.2e}"
                 accuracy = np.mean([r.predicted_label == r.label for r in rows])
                 print(f"{method:26} {target:12} {knowledge:9} {batch:5d} {psnr.mean():6.2f} {psnr.max():6.2f} "
-                      f"{np.mean([r.ssim for r in rows]):5.3f} {accuracy:5.2f} {error:>8} {seconds:6.1f} {rec.iterations / seconds:6.1f}",
+                      f"{np.mean([r.ssim for r in rows]):5.3f} {accuracy:5.2f} {error:>8} {seconds:6.1f} {rec.iterations / seconds:6.1f} {rec.stats.get('clusters_found', '-')!s:>5}",
                       flush=True)
     return 0
 

@@ -14,6 +14,14 @@
   ``relu'(.) * W^T (p - e_y)`` back-propagated from the classifier; we pick the class whose
   predicted pattern has the highest cosine with the observed one on that sample's rows.
   This assigns a label to each recovered input, which counting cannot.
+
+  Limit (why knowledge ``none`` on the shared layer can score label accuracy 0.00): the
+  pattern depends on the classifier above the layer. With two classes ``p - e_y`` is
+  ``+-(1, -1)`` times a scalar, so the pattern is ``+-relu'(.) * (w_1 - w_0)``: a surrogate
+  classifier (the server's own, knowledge ``none`` in partial runs) names the two clusters
+  by the sign of ``<w_1 - w_0, w'_1 - w'_0>`` on the active rows, one coin flip shared by
+  every sample, so accuracy is all-or-nothing (1.00 or 0.00), never informative. Labels are
+  only identifiable up to a class permutation without the client's classifier.
 """
 
 from __future__ import annotations

@@ -45,6 +45,14 @@ from privfed.models.mapping import embedding_matrix, to_common
 SHARED = ("shared.weight", "shared.bias")
 MAX_SERVER_IMAGES = 64
 
+#: Iterations per method on ``observed`` rows when ``--iterations`` is not given. An observed
+#: update covers a whole local epoch (the quick preset: 7 steps of 32 images, momentum), which
+#: no attack inverts well, and the update-matching attacks simulate every local step per
+#: iteration; these caps keep a default ``privfed attack RUN --kind inversion`` on the quick
+#: preset to a few minutes on 2 CPU cores. Replays use each method's own default.
+OBSERVED_ITERATIONS = {"analytic": 200, "shared-analytic": 200, "inverting-gradients": 20, "dlg": 10, "idlg": 10,
+                       "shared-gradient-matching": 50}
+
 
 @dataclass
 class InversionOptions:
@@ -189,7 +197,10 @@ def attack_view(view, options: InversionOptions, progress: bool = True) -> Path:
                                       target=options.target, prior=prior)
             truth_features = _true_features(view, r, k, images, model, device) if options.target == "shared-layer" else None
             for method in methods:
-                attack = INVERSION_METHODS.get(method)(iterations=options.iterations, seed=options.seed)
+                iterations = options.iterations
+                if iterations is None and source == "observed":
+                    iterations = OBSERVED_ITERATIONS.get(method)
+                attack = INVERSION_METHODS.get(method)(iterations=iterations, seed=options.seed)
                 start = time.perf_counter()
                 rec = attack.reconstruct(observation)
                 seconds = time.perf_counter() - start
@@ -212,7 +223,8 @@ def attack_view(view, options: InversionOptions, progress: bool = True) -> Path:
                     "ssim_mean": float(np.mean([s.ssim for s in scores])), "ssim_max": float(np.max([s.ssim for s in scores])),
                     "mse_mean": float(np.mean([s.mse for s in scores])),
                     "label_accuracy": float(np.mean([s.predicted_label == s.label for s in scores])),
-                    "feature_rel_error": feature_error, "seconds": seconds, "iterations": rec.iterations,
+                    "feature_rel_error": feature_error, "features_recovered": rec.stats.get("clusters_found"),
+                    "seconds": seconds, "iterations": rec.iterations,
                     "iterations_per_second": rec.iterations / seconds if seconds > 0 else None,
                     "priors": attack.priors(prior), "paper": attack.paper,
                     "threat_model": _threat_model(options, knowledge, r, k, source),
