@@ -50,6 +50,8 @@ MAX_SERVER_IMAGES = 64
 #: no attack inverts well, and the update-matching attacks simulate every local step per
 #: iteration; these caps keep a default ``privfed attack RUN --kind inversion`` on the quick
 #: preset to a few minutes on 2 CPU cores. Replays use each method's own default.
+#: Candidates reconstructed from an observed (whole-epoch) update when --max-images is not given.
+OBSERVED_MAX_IMAGES = 4
 OBSERVED_ITERATIONS = {"analytic": 200, "shared-analytic": 200, "inverting-gradients": 20, "dlg": 10, "idlg": 10,
                        "shared-gradient-matching": 50}
 
@@ -64,7 +66,7 @@ class InversionOptions:
     batch_size: int | None = None  # None (with local_steps None): attack the real observed update
     local_steps: int | None = None
     iterations: int | None = None  # None: each method's default
-    max_images: int = 8
+    max_images: int | None = None  # None: OBSERVED_MAX_IMAGES candidates for observed rows
     seed: int = 0
     device: str = "auto"
 
@@ -76,7 +78,7 @@ class InversionOptions:
 def _check_options(options: InversionOptions) -> list[str]:
     for level in options.knowledge:
         check_knowledge(level)
-    if options.max_images < 1:
+    if options.max_images is not None and options.max_images < 1:
         raise PrivfedError(f"--max-images must be at least 1, got {options.max_images}")
     for name, value in (("--batch-size", options.batch_size), ("--local-steps", options.local_steps), ("--iterations", options.iterations)):
         if value is not None and value < (0 if name == "--iterations" else 1):
@@ -129,6 +131,16 @@ def _true_features(view, r, k, images, target_model, device) -> torch.Tensor:
     return feats
 
 
+def _same_model_as(model: torch.nn.Module, seen: list) -> str | None:
+    """The knowledge level already attacked with identical weights, if any (its rows are reused)."""
+    state = model.state_dict()
+    for knowledge, other in seen:
+        other_state = other.state_dict()
+        if state.keys() == other_state.keys() and all(torch.equal(state[n], other_state[n]) for n in state):
+            return knowledge
+    return None
+
+
 def attack_view(view, options: InversionOptions, progress: bool = True) -> Path:
     """Run the attacks on an opened run (a :class:`attacks.run_access.RunView` or lookalike)."""
     view.require_target(options.target)
@@ -159,6 +171,7 @@ def attack_view(view, options: InversionOptions, progress: bool = True) -> Path:
         tasks += [(r, k, knowledge) for k in clients for knowledge in options.knowledge]
 
     results = []
+    seen_models: dict[tuple[int, int], list] = {}
     from rich.progress import Progress
 
     with Progress(disable=not progress, transient=True) as bar:
@@ -167,6 +180,15 @@ def attack_view(view, options: InversionOptions, progress: bool = True) -> Path:
             meta = view.client_meta(r, k)
             ids = view.client_ids(k)
             model = view.attacker_model(r, k, knowledge, device)
+            twin = _same_model_as(model, seen_models.setdefault((r, k), []))
+            if twin is not None:  # e.g. FedAvg: none, init and full all mean "the global model it sent"
+                copies = [dict(row, knowledge=knowledge, same_as_knowledge=twin,
+                               threat_model=_threat_model(options, knowledge, r, k, row["source"]))
+                          for row in results if row["round"] == r and row["client"] == k and row["knowledge"] == twin]
+                results.extend(copies)
+                bar.advance(task_id, len(methods))
+                continue
+            seen_models[(r, k)].append((knowledge, model))
             generator = torch.Generator().manual_seed(options.seed * 1000 + r * 97 + k)
             if options.replay:
                 source = "replay"
@@ -189,7 +211,7 @@ def attack_view(view, options: InversionOptions, progress: bool = True) -> Path:
                 images, labels = view.images(truth_ids)
                 update = view.update(r, k)
                 num_samples = int(meta.get("num_samples", len(ids)))
-                num_images = min(options.max_images, num_samples)
+                num_images = min(options.max_images or OBSERVED_MAX_IMAGES, num_samples)
             update = {n: t.to(device) for n, t in _restrict(update, model, options.target, seed_cfg).items()}
             prior = ImagePrior.from_server_images(server_images, model) if server_images is not None else ImagePrior()
             observation = Observation(model=model, update=update, step=step, num_images=num_images,

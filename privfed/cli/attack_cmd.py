@@ -37,7 +37,7 @@ def attack(
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Inversion: replay a client step on this many of its images (default: the run's observed updates as sent)."),
     local_steps: int = typer.Option(None, "--local-steps", min=1, help="Inversion: local steps in the replayed client update (default: the engine's own)."),
     iterations: int = typer.Option(None, "--iterations", min=1, help="Inversion: optimisation iterations per attack (default: each method's own)."),
-    max_images: int = typer.Option(8, "--max-images", min=1, help="Inversion: at most this many images reconstructed per result."),
+    max_images: int = typer.Option(None, "--max-images", min=1, help="Inversion: images reconstructed from an observed update per result (default 4; a replay reconstructs its whole batch)."),
     reference_models: int = typer.Option(4, "--reference-models", min=1, help="Membership: reference (shadow) models the attacker trains for LiRA/RMIA."),
     max_members: int = typer.Option(500, "--max-members", min=2, help="Membership: at most this many members (and as many non-members) scored."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the attacks (reconstruction starts, sampling, reference models)."),

@@ -28,7 +28,6 @@ class StudyPreset:
     full_model: dict
     partial: dict
     inversion_iterations: int
-    inversion_images: int
     reference_models: int
     max_members: int
     note: str
@@ -38,19 +37,19 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
     "quick": StudyPreset(
         full_model={"preset": "quick", "algorithm": "fedavg"},
         partial={"preset": "quick", "algorithm": "partial"},
-        inversion_iterations=150, inversion_images=2, reference_models=2, max_members=150,
+        inversion_iterations=150, reference_models=2, max_members=150,
         note="embedded data at 32x32, 5 rounds of 2 local epochs; a few minutes on 2 CPU cores",
     ),
     "seed-same-arch": StudyPreset(
         full_model={"preset": "seed-same-arch", "algorithm": "fedavg"},
         partial={"preset": "seed-same-arch", "algorithm": "partial"},
-        inversion_iterations=1000, inversion_images=4, reference_models=4, max_members=500,
+        inversion_iterations=1000, reference_models=4, max_members=500,
         note="the seed's reference experiment: 4 x simple at 224x224 on the reference plan",
     ),
     "seed-hetero": StudyPreset(
         full_model={"preset": "seed-same-arch", "algorithm": "fedavg"},
         partial={"preset": "seed-hetero", "algorithm": "partial"},
-        inversion_iterations=1000, inversion_images=4, reference_models=4, max_members=500,
+        inversion_iterations=1000, reference_models=4, max_members=500,
         note="partial with simple, MobileNetV3 large/small and DenseNet121 against same-arch FedAvg (FedAvg needs one architecture)",
     ),
 }
@@ -115,7 +114,7 @@ def compare(
             run_inversion_attacks(run_dir, InversionOptions(
                 target=target, rounds=[run.observed_rounds()[0]], clients=clients,
                 batch_size=inversion_batch_size, local_steps=1,
-                iterations=iterations or study.inversion_iterations, max_images=min(study.inversion_images, inversion_batch_size * 4),
+                iterations=iterations or study.inversion_iterations,
                 seed=seed, device=device,
             ), progress=not quiet)
             run_membership_attacks(run_dir, MembershipOptions(
