@@ -35,7 +35,7 @@ from attacks.inversion.base import INVERSION_METHODS, ClientStep, Observation, m
 from attacks.inversion.grids import save_grid
 from attacks.inversion.priors import ImagePrior
 from attacks.inversion.simulate import DPMechanism, client_update
-from attacks.metrics.image import PSNR_CAP, score_reconstructions
+from attacks.metrics.image import PSNR_CAP, psnr, score_reconstructions
 from attacks.run_access import KNOWLEDGE_LEVELS, KNOWLEDGE_MEANING, check_knowledge, open_run, resolve_device
 from privfed import RUN_FORMAT_VERSION
 from privfed.errors import PrivfedError
@@ -233,6 +233,9 @@ def attack_view(view, options: InversionOptions, progress: bool = True) -> Path:
                 save_grid(out_dir / image_dir_name / f"{stem}.png", rec.images[order])
                 save_grid(out_dir / image_dir_name / f"{stem}-originals.png", images[matched])
                 psnrs = np.minimum([s.psnr for s in scores], PSNR_CAP)
+                # What the server gets without attacking at all: its own mean image as the guess.
+                baseline = (float(np.mean([min(psnr(prior.mean_image, images[i]), PSNR_CAP) for i in matched]))
+                            if prior.mean_image is not None else None)
                 feature_error = None
                 if rec.features is not None and truth_features is not None:
                     feature_error = _feature_error(rec.features, truth_features)
@@ -244,6 +247,8 @@ def attack_view(view, options: InversionOptions, progress: bool = True) -> Path:
                     "psnr_mean": float(np.mean(psnrs)), "psnr_max": float(np.max(psnrs)),
                     "ssim_mean": float(np.mean([s.ssim for s in scores])), "ssim_max": float(np.max([s.ssim for s in scores])),
                     "mse_mean": float(np.mean([s.mse for s in scores])),
+                    "baseline_psnr_mean": baseline,
+                    "psnr_gain_over_baseline": float(np.mean(psnrs)) - baseline if baseline is not None else None,
                     "label_accuracy": float(np.mean([s.predicted_label == s.label for s in scores])),
                     "feature_rel_error": feature_error, "features_recovered": rec.stats.get("clusters_found"),
                     "seconds": seconds, "iterations": rec.iterations,
