@@ -17,7 +17,7 @@ import torch
 
 from privfed import RUN_FORMAT_VERSION
 from privfed.errors import PrivfedError
-from privfed.io import load_tensors, read_json, read_jsonl
+from privfed.io import load_tensors, read_json, read_jsonl, safetensors_header
 from privfed.models import SharedHeadModel, build_model
 from privfed.models.mapping import embedding_matrix, to_common
 
@@ -337,4 +337,22 @@ def open_run(path: str | Path) -> RunView:
             f"{config_path}: run format version {version} is not supported by this privfed (reads {RUN_FORMAT_VERSION}); "
             "use the privfed version that wrote it"
         )
+    _check_tensor_files(path)
     return RunView(path=path, config=config)
+
+
+#: folders of a run directory whose tensors an attack may read
+TENSOR_FOLDERS = ("observed", "init", "oracle", "models")
+
+
+def _check_tensor_files(path: Path) -> None:
+    """Refuse the whole run before any attack starts if a tensor file is not plain safetensors.
+
+    Run directories are shared between people; a pickle planted under a ``.safetensors``
+    name must stop the attack at once, not be skipped as one failed method among others.
+    Only headers are read (a few KB a file).
+    """
+    for folder in TENSOR_FOLDERS:
+        if (path / folder).is_dir():
+            for tensor_file in sorted((path / folder).rglob("*.safetensors")):
+                safetensors_header(tensor_file)

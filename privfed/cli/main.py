@@ -73,6 +73,9 @@ def run(argv: list[str] | None = None) -> None:
         fail("aborted")
     except PrivfedError as exc:
         fail(str(exc))
+    except OSError as exc:  # the file system said no: a path the user gave (or the disk) is at fault
+        where = f"{exc.filename}: " if exc.filename else ""
+        fail(f"{where}{exc.strerror or exc}; check the path, its permissions and the free disk space")
     except KeyboardInterrupt:
         fail("interrupted; finished rounds are kept in the run directory (use --resume DIR to continue)")
     raise SystemExit(code if isinstance(code, int) else 0)

@@ -56,6 +56,19 @@ def _check_finite(value: float, where: str, step: int) -> None:
         )
 
 
+def _check_weights(model: nn.Module, where: str, steps: int) -> None:
+    """The loss is checked before each step; the last step can still overflow the weights."""
+    params = list(model.named_parameters())
+    if not params or bool(torch.stack([torch.isfinite(p).all() for _, p in params]).all()):
+        return  # one device sync for the whole model
+    for name, param in params:
+        if not bool(torch.isfinite(param).all()):
+            raise PrivfedError(
+                f"{where}: weight {name} became NaN or infinite after {steps} local steps; the model diverged. "
+                "Lower --lr (or raise --batch-size); finished rounds are kept in the run directory"
+            )
+
+
 def train_local(
     model: nn.Module,
     images: torch.Tensor,
@@ -127,6 +140,7 @@ def train_local(
             for _ in range(settings.epochs):
                 for x, y in poisson:  # may be empty (probability (1-q)^n): still a noise-only step
                     step(private_model, private_opt, as_float(x).to(device), y.to(device))
+    _check_weights(model, where, steps)
     if settings.optimizer == "sgd":
         a_norm = momentum_a_norm(steps, settings.momentum)
     else:

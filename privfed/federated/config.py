@@ -8,6 +8,7 @@ CLI options. :meth:`TrainConfig.resolved` fills every derived default (per-clien
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -21,7 +22,7 @@ from privfed.dp import DPConfig
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "data": "embedded", "image_size": 32, "num_clients": 4, "plan": "fractions", "archs": ["simple"],
-        "rounds": 3, "local_epochs": 1, "batch_size": 32, "lr": 0.01, "optimizer": "sgd", "momentum": 0.9,
+        "rounds": 5, "local_epochs": 2, "batch_size": 32, "lr": 0.01, "optimizer": "sgd", "momentum": 0.9,
         "observe": "first,last",
     },
     "seed-same-arch": {
@@ -92,20 +93,27 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
         """Build and validate; unknown keys raise PrivfedError with the closest valid name."""
+        if not isinstance(data, dict):
+            raise PrivfedError(f"{source}: expected a table of TrainConfig fields, got {type(data).__name__}")
         names = {f.name for f in fields(cls)}
         values = {}
         for key, value in data.items():
             if key in META_KEYS:
                 continue
             if key not in names:
-                raise PrivfedError(f"{source}: unknown key {key!r}{closest(key, names)}; valid keys: {', '.join(sorted(names))}")
+                hint = closest(str(key), names)
+                if str(key).startswith(("dp_", "dp.")) and str(key)[3:] in {f.name for f in fields(DPConfig)}:
+                    hint = f" (did you mean {str(key)[3:]!r} in the [dp] table?)"
+                raise PrivfedError(f"{source}: unknown key {key!r}{hint}; valid keys: {', '.join(sorted(names))}")
             values[key] = value
         if isinstance(values.get("dp"), dict):
             dp_names = {f.name for f in fields(DPConfig)}
             for key in values["dp"]:
                 if key not in dp_names:
-                    raise PrivfedError(f"{source}: unknown key 'dp.{key}'{closest(key, dp_names)}; valid: {', '.join(sorted(dp_names))}")
+                    raise PrivfedError(f"{source}: unknown key 'dp.{key}'{closest(str(key), dp_names)}; valid: {', '.join(sorted(dp_names))}")
             values["dp"] = DPConfig(**values["dp"])
+        elif "dp" in values and not isinstance(values["dp"], DPConfig):
+            raise PrivfedError(f"{source}: dp must be a table of {', '.join(f.name for f in fields(DPConfig))}, got {values['dp']!r}")
         try:
             config = cls(**values)
         except TypeError as exc:  # pragma: no cover - guarded by the key check above
@@ -119,6 +127,7 @@ class TrainConfig:
         from privfed.federated.strategy import ALGORITHMS
         from privfed.models import MIN_IMAGE_SIZE, MODEL_BUILDERS
 
+        self._check_types()
         strategy = ALGORITHMS.get(self.algorithm)
         AGGREGATIONS.get(self.aggregation)
         _positive_int("--num-clients", self.num_clients)
@@ -128,11 +137,11 @@ class TrainConfig:
         _positive_int("--eval-batch-size", self.eval_batch_size)
         if not isinstance(self.num_classes, int) or self.num_classes < 2:
             raise PrivfedError(f"num_classes must be an integer >= 2, got {self.num_classes!r}")
-        if not _is_number(self.lr) or self.lr <= 0:
+        if not _is_finite(self.lr) or self.lr <= 0:
             raise PrivfedError(f"--lr must be a positive number, got {self.lr!r}")
         if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
             raise PrivfedError(f"--momentum must be in [0, 1), got {self.momentum!r}")
-        if not _is_number(self.mu) or self.mu < 0:
+        if not _is_finite(self.mu) or self.mu < 0:
             raise PrivfedError(f"--mu must be >= 0, got {self.mu!r}")
         if not _is_number(self.trim_fraction) or not 0 <= self.trim_fraction < 0.5:
             raise PrivfedError(f"--trim-fraction must be in [0, 0.5), got {self.trim_fraction!r}")
@@ -177,6 +186,36 @@ class TrainConfig:
         split_plan(self.plan)
         if hasattr(self.dp, "validate"):
             self.dp.validate()
+
+    def _check_types(self) -> None:
+        """Types first, so every later check compares like with like (a TOML file can hold anything)."""
+        for option, value in (("--algorithm", self.algorithm), ("--server-arch", self.server_arch),
+                              ("--optimizer", self.optimizer), ("--aggregation", self.aggregation),
+                              ("--data", self.data), ("--device", self.device)):
+            if not isinstance(value, str):
+                raise PrivfedError(f"{option} must be a string, got {value!r}")
+        if self.preset is not None and not isinstance(self.preset, str):
+            raise PrivfedError(f"--preset must be a preset name, got {self.preset!r}")
+        archs = [self.archs] if isinstance(self.archs, str) else self.archs
+        if not isinstance(archs, (list, tuple)) or not archs or not all(isinstance(a, str) for a in archs):
+            raise PrivfedError(f"--arch must be an architecture name or a list of names, got {self.archs!r}")
+        if self.classes is not None and (
+            not isinstance(self.classes, (list, tuple)) or not all(isinstance(c, str) for c in self.classes)
+        ):
+            raise PrivfedError(f"classes must be a list of class names, got {self.classes!r}")
+        observe = self.observe if isinstance(self.observe, (list, tuple)) else [self.observe]
+        if not all(isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)) for v in observe):
+            raise PrivfedError(f"--observe: expected 'first,last', 'all', 'none' or round numbers, got {self.observe!r}")
+        if not isinstance(self.dp, DPConfig):
+            raise PrivfedError(f"dp must be a table of {', '.join(f.name for f in fields(DPConfig))}, got {self.dp!r}")
+        dp = self.dp
+        if not isinstance(dp.level, str):
+            raise PrivfedError(f"--dp-level must be a string, got {dp.level!r}")
+        for option, value, optional in (("--noise-multiplier", dp.noise_multiplier, True),
+                                        ("--max-grad-norm", dp.max_grad_norm, False),
+                                        ("--target-epsilon", dp.target_epsilon, True), ("--delta", dp.delta, True)):
+            if (value is not None or not optional) and not _is_finite(value):
+                raise PrivfedError(f"{option} must be a finite number, got {value!r}")
 
     def observed_rounds(self) -> list[int]:
         """``observe`` as a sorted list of round numbers (1-based)."""
@@ -262,22 +301,26 @@ def build_config(options: dict[str, Any], config_file: str | Path | None = None)
     """defaults < preset < config file < options (options with value None are ignored)."""
     options = {k: v for k, v in options.items() if v is not None}
     file_values = read_config_file(config_file) if config_file else {}
+    source = str(config_file) if config_file else "options"
     preset = options.get("preset") or file_values.get("preset")
     if preset is None and "data" not in options and "data" not in file_values:
         preset = "quick"
     merged: dict[str, Any] = {}
     if preset is not None:
-        if preset not in PRESETS:
+        if not isinstance(preset, str) or preset not in PRESETS:
             raise PrivfedError(f"--preset: unknown preset {preset!r}{closest(str(preset), PRESETS)}; choose one of {', '.join(PRESETS)}")
         merged.update(PRESETS[preset])
         merged["preset"] = preset
-    dp = dict(file_values.pop("dp", {}) or {})
+    dp = file_values.pop("dp", None) or {}
+    if not isinstance(dp, dict):
+        raise PrivfedError(f"{source}: dp must be a table of {', '.join(f.name for f in fields(DPConfig))}, got {dp!r}")
+    dp = dict(dp)
     merged.update(file_values)
     dp.update(options.pop("dp", {}) or {})
     merged.update(options)
     if dp:
         merged["dp"] = dp
-    return TrainConfig.from_dict(merged, source=str(config_file) if config_file else "options")
+    return TrainConfig.from_dict(merged, source=source)
 
 
 def split_plan(plan: Any) -> Any:
@@ -290,7 +333,12 @@ def split_plan(plan: Any) -> Any:
         known = {f.name for f in fields(SplitPlan)}
         for key in plan:
             if key not in known:
-                raise PrivfedError(f"plan: unknown key {key!r}{closest(key, known)}; valid keys: {', '.join(sorted(known))}")
+                raise PrivfedError(f"plan: unknown key {key!r}{closest(str(key), known)}; valid keys: {', '.join(sorted(known))}")
+        if not isinstance(plan.get("kind", "seed"), str):
+            raise PrivfedError(f"plan.kind must be a plan name, got {plan['kind']!r}")
+        for key, value in plan.items():
+            if key != "kind" and value is not None and not _is_finite(value):
+                raise PrivfedError(f"plan.{key} must be a finite number, got {value!r}")
         return SplitPlan.from_dict(plan)
     if dataclasses.is_dataclass(plan):
         return plan
@@ -321,6 +369,11 @@ def _positive_int(option: str, value: Any) -> None:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    """A real number that config.json can store (NaN and inf would come back as null)."""
+    return _is_number(value) and math.isfinite(value)
 
 
 def _plain(value: Any) -> Any:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,10 @@ from privfed.federated.progress import TrainingDisplay
 from privfed.federated.rundir import RunDir, cpu_state, payload_bytes
 from privfed.federated.seeding import generator, seeded
 from privfed.federated.strategy import ALGORITHMS, ClientUpdate, FedAvg, LocalSettings
-from privfed.io import append_jsonl, load_tensors, read_json, read_jsonl, write_json
+from privfed.io import (
+    append_jsonl, atomic_write_text, dumps_json, load_tensors, read_json, read_jsonl, remove_temp_files, tensor_metadata,
+    write_json,
+)
 from privfed.models import build_model
 
 
@@ -54,13 +58,15 @@ def run_training(
     dataset: Any | None = None,
     split: Any | None = None,
     stop_after_round: int | None = None,
+    on_round: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Train and write the run directory ``out_dir``; returns the summary.
 
     ``resume=True`` reads ``out_dir/config.json`` (``config`` may then be None) and continues
     after the last checkpointed round. ``dataset``/``split`` replace ``privfed.data`` (tests,
     callers with data in memory). ``stop_after_round`` ends early without a summary, as a
-    crash would (used to test resuming).
+    crash would (used to test resuming). ``on_round(r)`` is called after round r is
+    checkpointed (benchmarks sample memory there).
     """
     started = time.perf_counter()
     run = RunDir(Path(out_dir))
@@ -76,8 +82,11 @@ def run_training(
     device = resolve_device(config.device)
 
     dataset = dataset if dataset is not None else _open_dataset(config)
-    if resume:
+    if resume and run.split.is_file():
         split = split if split is not None else _load_split(run.split)
+    elif resume:  # killed between config.json and split.json: the split is a function of (data, config)
+        split = split if split is not None else _make_split(dataset, config)
+        _save_split(split, run.split)
     else:
         split = split if split is not None else _make_split(dataset, config)
         classes = list(getattr(dataset, "classes", None) or getattr(split, "classes", None) or [])
@@ -96,15 +105,17 @@ def run_training(
         raise PrivfedError(f"{run.split}: has {len(split.clients)} clients but --num-clients is {config.num_clients}")
 
     engine = _Engine(config, run, device, dataset, split, progress)
-    if resume:
+    if state:
         engine.restore(state)
-    else:
+    else:  # a new run, or one killed before its first round was checkpointed: start at round 1
         engine.write_init()
     previous_elapsed = float(state.get("elapsed", 0.0))
     with engine.display(start_round):
         for server_round in range(start_round, config.rounds + 1):
             engine.play_round(server_round)
             engine.checkpoint(server_round, previous_elapsed + time.perf_counter() - started)
+            if on_round is not None:
+                on_round(server_round)
             if stop_after_round is not None and server_round >= stop_after_round and server_round < config.rounds:
                 return {}
     return engine.finish(previous_elapsed + time.perf_counter() - started)
@@ -387,8 +398,17 @@ class _Engine:
         return models
 
     def checkpoint(self, server_round: int, elapsed: float) -> None:
-        for name, model in self._models().items():
-            self.run.save(self.run.checkpoint(name), cpu_state(model))
+        """Save every party's weights, then commit them by writing checkpoints/state.json.
+
+        The weights go to ``checkpoints/pending/`` first, tagged with their round, and are
+        moved over ``checkpoints/<party>.safetensors`` only after state.json names that round:
+        a kill at any moment leaves either the previous round's complete checkpoint or this
+        one's (rolled forward by :meth:`restore`), never a mix of rounds.
+        """
+        tag = {"round": str(server_round)}
+        models = self._models()
+        for name, model in models.items():
+            self.run.save(self.run.pending_checkpoint(name), cpu_state(model), tag)
         privacy = {}
         for label, objects in (("sample", self.sample_privacy), ("client", self.client_privacy)):
             for k, p in enumerate(objects):
@@ -400,18 +420,37 @@ class _Engine:
             "bytes_up": self.bytes_up, "bytes_down": self.bytes_down, "privacy": privacy,
             "last_rows": self.last_rows,
         })
+        for name in models:  # committed: move into place (a kill here is finished by restore)
+            os.replace(self.run.pending_checkpoint(name), self.run.checkpoint(name))
 
     def restore(self, state: dict[str, Any]) -> None:
+        done = str(state["round"])
         for name, model in self._models().items():
-            _load(model, load_tensors(self.run.checkpoint(name)))
-        privacy = state.get("privacy", {})
-        for label, objects in (("sample", self.sample_privacy), ("client", self.client_privacy)):
-            for k, p in enumerate(objects):
-                p.load_state_dict(privacy[f"{label}_{k}"])
-        if self.central_privacy is not None:
-            self.central_privacy.load_state_dict(privacy["central"])
-        self.bytes_up = list(state["bytes_up"])
-        self.bytes_down = list(state["bytes_down"])
+            pending, path = self.run.pending_checkpoint(name), self.run.checkpoint(name)
+            if pending.is_file() and tensor_metadata(pending).get("round") == done:
+                os.replace(pending, path)  # state.json was written, the move was not: finish it
+            if not path.is_file():
+                raise PrivfedError(f"--resume {self.run.root}: {path} is missing; the run cannot continue, start it again")
+            tagged = tensor_metadata(path).get("round")
+            if tagged is not None and tagged != done:
+                raise PrivfedError(
+                    f"--resume {self.run.root}: {path} holds round {tagged} but checkpoints/state.json says round {done}; "
+                    "the checkpoint was altered, start the run again"
+                )
+            _load(model, load_tensors(path), path)
+        try:
+            privacy = state.get("privacy", {})
+            for label, objects in (("sample", self.sample_privacy), ("client", self.client_privacy)):
+                for k, p in enumerate(objects):
+                    p.load_state_dict(privacy[f"{label}_{k}"])
+            if self.central_privacy is not None:
+                self.central_privacy.load_state_dict(privacy["central"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise PrivfedError(
+                f"{self.run.checkpoint_state}: the DP accountant state is missing or damaged ({exc!r}); start the run again"
+            ) from None
+        self.bytes_up = [int(v) for v in state["bytes_up"]]
+        self.bytes_down = [int(v) for v in state["bytes_down"]]
         self.last_rows = state.get("last_rows", [])
 
     # ---- the end -----------------------------------------------------------------------
@@ -470,26 +509,66 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _load(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:
+def _load(model: nn.Module, tensors: Mapping[str, torch.Tensor], source: Path | str | None = None) -> None:
     state = model.state_dict()
+    if source is not None:  # a file: check it fits before touching the model
+        unknown = sorted(set(tensors) - set(state))
+        missing = sorted(set(state) - set(tensors))
+        wrong = [n for n in tensors if n in state and tuple(tensors[n].shape) != tuple(state[n].shape)]
+        if unknown or missing or wrong:
+            raise PrivfedError(
+                f"{source}: does not fit the run's model (unknown {unknown[:3]}, missing {missing[:3]}, "
+                f"wrong shape {wrong[:3]}); the file was altered or comes from another run, start the run again"
+            )
     with torch.no_grad():
         for name, tensor in tensors.items():
             state[name].copy_(tensor)
 
 
 def _resume_state(run: RunDir) -> tuple[TrainConfig, int, dict[str, Any]]:
+    """(config, first round to play, checkpoint state) of a run to continue.
+
+    A run killed before its first checkpoint restarts at round 1 from its saved config (the
+    same seed gives the same rounds); one killed before config.json existed has nothing to
+    continue and must be started again.
+    """
     if not run.config.is_file():
-        raise PrivfedError(f"--resume {run.root}: no config.json there; is this a privfed run directory?")
-    config = TrainConfig.from_dict(read_json(run.config), source=str(run.config))
-    if not run.checkpoint_state.is_file():
-        raise PrivfedError(f"--resume {run.root}: no finished round to continue from (no checkpoints/state.json); start it again")
-    state = read_json(run.checkpoint_state)
-    done = int(state["round"])
+        raise PrivfedError(
+            f"--resume {run.root}: no config.json there, so there is nothing to continue (not a privfed run directory, "
+            "or the run was stopped before it started); start it again with the same options and --out"
+        )
+    stored = read_json(run.config)
+    if not isinstance(stored, dict):
+        raise PrivfedError(f"{run.config}: not a privfed run configuration (expected a JSON object)")
+    version = stored.get("format_version")
+    if version != RUN_FORMAT_VERSION:
+        raise PrivfedError(
+            f"--resume {run.root}: run format version {version!r} is not the one this privfed writes ({RUN_FORMAT_VERSION}); "
+            f"continue it with the privfed version that started it (privfed {stored.get('privfed_version', '?')}), "
+            "or start it again"
+        )
+    config = TrainConfig.from_dict(stored, source=str(run.config))
+    remove_temp_files(run.root)
+    state: dict[str, Any] = {}
+    if run.checkpoint_state.is_file():
+        state = read_json(run.checkpoint_state)
+        if not isinstance(state, dict) or not isinstance(state.get("round"), int) or state.get("format_version") != RUN_FORMAT_VERSION:
+            raise PrivfedError(f"{run.checkpoint_state}: not a privfed checkpoint of format {RUN_FORMAT_VERSION}; start the run again")
+        for key in ("bytes_up", "bytes_down"):
+            if not isinstance(state.get(key), list) or len(state[key]) != config.num_clients:
+                raise PrivfedError(f"{run.checkpoint_state}: {key!r} does not match the run's {config.num_clients} clients; start the run again")
+    done = int(state.get("round", 0))
+    if not 0 <= done <= config.rounds:
+        raise PrivfedError(f"{run.checkpoint_state}: round {done} is outside 1..{config.rounds}; start the run again")
     if run.summary.is_file() and done >= config.rounds:
         raise PrivfedError(f"--resume {run.root}: the run already finished all {config.rounds} rounds")
-    rows = [r for r in read_jsonl(run.metrics) if r["round"] <= done] if run.metrics.is_file() else []
-    from privfed.io import atomic_write_text, dumps_json
-
+    pending = run.checkpoints / "pending"
+    if pending.is_dir():  # weights of a round that was never committed (killed before state.json) are dropped
+        for path in pending.glob("*.safetensors"):
+            if tensor_metadata(path).get("round") != str(done):
+                path.unlink()
+    rows = read_jsonl(run.metrics) if run.metrics.is_file() else []
+    rows = [r for r in rows if isinstance(r, dict) and isinstance(r.get("round"), int) and r["round"] <= done]
     atomic_write_text(run.metrics, "".join(dumps_json(r, indent=None) + "\n" for r in rows))
     return config, done + 1, state
 

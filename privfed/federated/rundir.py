@@ -49,5 +49,9 @@ class RunDir:
     def checkpoint(self, name: str) -> Path:
         return self.checkpoints / f"{name}.safetensors"
 
-    def save(self, path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
-        save_tensors(path, tensors)
+    def pending_checkpoint(self, name: str) -> Path:
+        """Where a checkpoint waits until checkpoints/state.json names its round (see engine)."""
+        return self.checkpoints / "pending" / f"{name}.safetensors"
+
+    def save(self, path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
+        save_tensors(path, tensors, metadata)

@@ -25,6 +25,7 @@ from typing import Any
 from privfed import __version__
 from privfed.errors import PrivfedError
 from privfed.flower import CLIENT_APP_REF, SERVER_APP_REF
+from privfed.io import atomic_write_text
 
 #: Environment for every Flower process privfed starts: no telemetry, no update check, no
 #: dependency installation (privfed is installed already; nothing is downloaded).
@@ -161,7 +162,7 @@ def write_app(folder: str | Path, run_config: Mapping[str, Any]) -> Path:
         "[tool.flwr.app.config]",
     ]
     lines += [f'"{key}" = {_toml_value(value)}' for key, value in run_config.items() if value is not None]
-    (folder / "pyproject.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_text(folder / "pyproject.toml", "\n".join(lines) + "\n")
     return folder
 
 
@@ -176,7 +177,7 @@ def write_connection(flwr_home: str | Path, address: str, insecure: bool = False
     if root_certificates:
         lines.append(f'root-certificates = "{root_certificates}"')
     path = home / "config.toml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 
