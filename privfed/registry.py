@@ -33,6 +33,8 @@ class Registry(Generic[T]):
         self.register(name)(obj)
 
     def get(self, name: str) -> T:
+        if not isinstance(name, str):
+            raise PrivfedError(f"{self.option} expects a name, got {name!r}; choose one of: {', '.join(self._entries)}")
         try:
             return self._entries[name]
         except KeyError:
