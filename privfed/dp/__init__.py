@@ -14,16 +14,41 @@ Engine use (one privacy object per client, created once)::
     eps = privacy.epsilon()
 """
 
-from privfed.dp.accounting import epsilon_for, solve_noise_multiplier
-from privfed.dp.client_level import ClientLevelPrivacy, clip_and_noise
-from privfed.dp.config import DEFAULT_DELTA, LEVEL_HELP, LEVELS, DPConfig, default_delta
-from privfed.dp.sample_level import SampleLevelPrivacy, poisson_steps_per_epoch
-from privfed.registry import Registry
+from importlib import import_module
 
-#: --dp-level name -> privacy class ("none" has no class).
-DP_LEVELS: Registry[type] = Registry("dp level", "--dp-level")
-DP_LEVELS.add("sample", SampleLevelPrivacy)
-DP_LEVELS.add("client", ClientLevelPrivacy)
+from privfed.dp.config import DEFAULT_DELTA, LEVEL_HELP, LEVELS, DPConfig, default_delta
+
+# Opacus takes seconds to import; load it only when a private run or an accountant needs it,
+# so `privfed --help`, `privfed data ...` and `privfed report` start fast.
+_LAZY = {
+    "epsilon_for": "privfed.dp.accounting",
+    "solve_noise_multiplier": "privfed.dp.accounting",
+    "ClientLevelPrivacy": "privfed.dp.client_level",
+    "clip_and_noise": "privfed.dp.client_level",
+    "SampleLevelPrivacy": "privfed.dp.sample_level",
+    "poisson_steps_per_epoch": "privfed.dp.sample_level",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    if name == "DP_LEVELS":
+        return dp_levels()
+    raise AttributeError(f"module 'privfed.dp' has no attribute {name!r}")
+
+
+def dp_levels():
+    """--dp-level name -> privacy class ("none" has no class)."""
+    from privfed.dp.client_level import ClientLevelPrivacy
+    from privfed.dp.sample_level import SampleLevelPrivacy
+    from privfed.registry import Registry
+
+    registry: Registry[type] = Registry("dp level", "--dp-level")
+    registry.add("sample", SampleLevelPrivacy)
+    registry.add("client", ClientLevelPrivacy)
+    return registry
+
 
 __all__ = [
     "DEFAULT_DELTA",
