@@ -27,7 +27,7 @@ from privfed.federated.evaluation import evaluate
 from privfed.federated.partial import PartialAggregation
 from privfed.federated.progress import TrainingDisplay
 from privfed.federated.rundir import RunDir, cpu_state, payload_bytes
-from privfed.federated.seeding import generator, seeded
+from privfed.federated.seeding import generator, seeded, sample_clients
 from privfed.federated.strategy import ALGORITHMS, ClientUpdate, FedAvg, LocalSettings
 from privfed.io import (
     append_jsonl, atomic_write_text, dumps_json, load_tensors, read_json, read_jsonl, remove_temp_files, tensor_metadata,
@@ -225,11 +225,7 @@ class _Engine:
 
     # ---- one round ---------------------------------------------------------------------
     def sampled(self, server_round: int) -> list[int]:
-        n, m = self.config.num_clients, self.config.clients_per_round
-        if m >= n:
-            return list(range(n))
-        order = torch.randperm(n, generator=generator(self.config.seed, "sample", server_round))
-        return sorted(int(k) for k in order[:m])
+        return sample_clients(self.config.seed, self.config.num_clients, self.config.clients_per_round, server_round)
 
     def play_round(self, server_round: int) -> None:
         begin = time.perf_counter()

@@ -31,3 +31,11 @@ def seeded(seed: int, *parts: object) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, *parts))
         yield
+
+
+def sample_clients(seed: int, num_clients: int, clients_per_round: int, server_round: int) -> list[int]:
+    """The clients taking part in a round: all, or a seeded draw shared by the engine and Flower."""
+    if clients_per_round >= num_clients:
+        return list(range(num_clients))
+    order = torch.randperm(num_clients, generator=generator(seed, "sample", server_round))
+    return sorted(int(k) for k in order[:clients_per_round])

@@ -36,7 +36,7 @@ from privfed.federated.client import train_local
 from privfed.federated.config import TrainConfig
 from privfed.federated.evaluation import evaluate
 from privfed.federated.partial import PartialAggregation
-from privfed.federated.seeding import generator, seeded
+from privfed.federated.seeding import generator, seeded, sample_clients
 from privfed.federated.strategy import ALGORITHMS, ClientUpdate, FedAvg, LocalSettings
 from privfed.flower import wire
 from privfed.flower.recorder import RunRecorder
@@ -121,12 +121,7 @@ class PrivfedStrategy(Strategy):
         self._failures: dict[int, str] = {}
 
     def sampled(self, server_round: int) -> list[int]:
-        """The engine's client sampling (seed, "sample", round)."""
-        n, m = self.config.num_clients, self.config.clients_per_round
-        if m >= n:
-            return list(range(n))
-        order = torch.randperm(n, generator=generator(self.config.seed, "sample", server_round))
-        return sorted(int(k) for k in order[:m])
+        return sample_clients(self.config.seed, self.config.num_clients, self.config.clients_per_round, server_round)
 
     def _message(self, k: int, server_round: int, tensors: Mapping[str, torch.Tensor], message_type: str,
                  settings: LocalSettings | None = None) -> Message:

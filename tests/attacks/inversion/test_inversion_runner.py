@@ -13,7 +13,6 @@ from attacks.inversion.base import ClientStep
 from attacks.inversion.runner import InversionOptions, attack_view
 from attacks.inversion.simulate import client_update
 from privfed.errors import PrivfedError
-from privfed.models import build_model
 
 RESULT_FIELDS = {
     "attack", "method", "target", "knowledge", "round", "client", "batch_size", "local_steps", "n_trials", "psnr_mean",
