@@ -120,3 +120,20 @@ class PersistentAccountant:
                     f"{getattr(self, key)}; resume with the same DP options"
                 )
         self.accountant.history = history
+
+
+class AccountedPrivacy:
+    """What both DP levels share: one persistent accountant, its epsilon and its saved state."""
+
+    level: str
+    _accountant: PersistentAccountant
+
+    def epsilon(self) -> float:
+        """Epsilon spent so far (at the run's delta), over every round."""
+        return self._accountant.epsilon()
+
+    def state_dict(self) -> dict:
+        return {"level": self.level, **self._accountant.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._accountant.load_state_dict(state)

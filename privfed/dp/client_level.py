@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from privfed.dp.accounting import PersistentAccountant, solve_noise_multiplier
+from privfed.dp.accounting import AccountedPrivacy, PersistentAccountant, solve_noise_multiplier
 from privfed.dp.config import DPConfig, default_delta
 from privfed.errors import PrivfedError
 
@@ -44,7 +44,7 @@ def clip_and_noise(
     return out
 
 
-class ClientLevelPrivacy:
+class ClientLevelPrivacy(AccountedPrivacy):
     """Privatises what one client sends each round; one instance per client for the run."""
 
     level = "client"
@@ -77,11 +77,3 @@ class ClientLevelPrivacy:
         self._accountant.step()
         return out
 
-    def epsilon(self) -> float:
-        return self._accountant.epsilon()
-
-    def state_dict(self) -> dict:
-        return {"level": self.level, **self._accountant.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self._accountant.load_state_dict(state)

@@ -19,7 +19,7 @@ from opacus.validators import ModuleValidator
 from torch import nn
 from torch.utils.data import DataLoader
 
-from privfed.dp.accounting import PersistentAccountant, solve_noise_multiplier
+from privfed.dp.accounting import AccountedPrivacy, PersistentAccountant, solve_noise_multiplier
 from privfed.dp.bookkeeping import BookKeepingDPOptimizer, BookKeepingGradSampleModule, strip_opacus_attributes
 from privfed.dp.config import DPConfig, default_delta
 from privfed.errors import PrivfedError
@@ -52,7 +52,7 @@ def check_opacus_compatible(model: nn.Module) -> None:
         )
 
 
-class SampleLevelPrivacy:
+class SampleLevelPrivacy(AccountedPrivacy):
     """DP-SGD for one client over the whole run; one instance per client.
 
     ``steps_per_round`` x ``rounds`` is the planned number of DP-SGD steps, used only to
@@ -137,12 +137,3 @@ class SampleLevelPrivacy:
             private_model.cleanup()
             strip_opacus_attributes(model)
 
-    def epsilon(self) -> float:
-        """Epsilon spent so far (at :attr:`delta`), over every round."""
-        return self._accountant.epsilon()
-
-    def state_dict(self) -> dict:
-        return {"level": self.level, **self._accountant.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self._accountant.load_state_dict(state)
