@@ -9,15 +9,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from privfed.federated import TrainConfig
 from privfed.io import load_tensors, read_jsonl
+from tests.synthetic import SyntheticDataset, TinySplit  # noqa: F401  (re-exported to the tests)
 
 torch.set_num_threads(1)
 
@@ -122,38 +121,6 @@ def tiny_toml(tmp_path) -> Path:
 
 
 # ---- in-process runs on synthetic data (no subprocess, no embedded data) --------------------
-class SyntheticDataset:
-    """The attributes of privfed.data.ImageDataset the engine uses; class 1 has a bright square."""
-
-    def __init__(self, n: int = 50, image_size: int = 32, seed: int = 0) -> None:
-        rng = np.random.default_rng(seed)
-        self.classes = ["normal", "tumor"]
-        self.image_size = image_size
-        self.ids = [f"s{i:03d}" for i in range(n)]
-        self.labels = np.array([i % 2 for i in range(n)], dtype=np.int64)
-        pixels = rng.integers(0, 120, size=(n, 3, image_size, image_size)).astype(np.float32)
-        pixels[1::2, :, 8:20, 8:20] += 120
-        self._images = torch.from_numpy(pixels / 255.0)
-        self._index = {sid: i for i, sid in enumerate(self.ids)}
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def load(self, ids):
-        idx = [self._index[i] for i in ids]
-        return self._images[idx].clone(), torch.as_tensor(self.labels[idx])
-
-
-@dataclass
-class TinySplit:
-    clients: list[list[str]]
-    server: list[str]
-    test: list[str]
-    seed: int = 0
-    plan: dict = field(default_factory=lambda: {"kind": "fractions"})
-    classes: list[str] = field(default_factory=lambda: ["normal", "tumor"])
-
-
 def tiny_split(dataset: SyntheticDataset, num_clients: int = 2, size: int = 10, server: int = 8, test: int = 12) -> TinySplit:
     ids = list(dataset.ids)
     clients = [ids[k * size : (k + 1) * size] for k in range(num_clients)]
