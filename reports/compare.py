@@ -37,6 +37,7 @@ class ComparisonRow:
     bytes_per_round: float | None = None
     best_psnr: float | None = None
     best_ssim: float | None = None
+    baseline_psnr: float | None = None  # the server's mean image as the guess: leakage starts above it
     mia_auc: float | None = None
     mia_auc_ci: tuple[float, float] | None = None
     tpr_at_01pct_fpr: float | None = None
@@ -124,6 +125,7 @@ def comparison_row(run: RunData, label: str) -> ComparisonRow:
         bytes_per_round=bytes_per_round(run),
         best_psnr=_max(_max([as_float(r.get("psnr_max")), as_float(r.get("psnr_mean"))]) for r in inversion),
         best_ssim=_max(_max([as_float(r.get("ssim_max")), as_float(r.get("ssim_mean"))]) for r in inversion),
+        baseline_psnr=_max(as_float(r.get("baseline_psnr_mean")) for r in inversion),
         mia_auc=as_float(strongest.get("auc")) if strongest else None,
         mia_auc_ci=_interval(strongest.get("auc_ci")) if strongest else None,
         tpr_at_01pct_fpr=as_float(best_tpr.get("tpr_at_01pct_fpr")) if best_tpr else None,
@@ -146,8 +148,10 @@ def _leak_measures(a: ComparisonRow, b: ComparisonRow) -> list[tuple[int, str]]:
     """(direction, 'name a vs b') for each leakage figure both runs have."""
     out = []
     if a.best_psnr is not None and b.best_psnr is not None:
+        baseline = _max([a.baseline_psnr, b.baseline_psnr])
+        note = f" (no-attack baseline {baseline:.1f} dB)" if baseline is not None else ""
         out.append((_direction(a.best_psnr, b.best_psnr, PSNR_TOL_DB),
-                    f"best reconstruction PSNR {a.best_psnr:.1f} dB vs {b.best_psnr:.1f} dB"))
+                    f"best reconstruction PSNR {a.best_psnr:.1f} dB vs {b.best_psnr:.1f} dB{note}"))
     if a.best_ssim is not None and b.best_ssim is not None:
         out.append((_direction(a.best_ssim, b.best_ssim, SSIM_TOL), f"best SSIM {a.best_ssim:.2f} vs {b.best_ssim:.2f}"))
     if a.mia_auc is not None and b.mia_auc is not None:

@@ -103,3 +103,11 @@ def test_number_formatting():
     assert pct(0.9123) == "91.2%"
     assert num(float("nan")) == "—"
     assert interval([0.5, 0.61]) == "[0.500, 0.610]" and interval("oops") == ""
+
+
+def test_verdict_states_the_no_attack_baseline_beside_psnr():
+    a = ComparisonRow("partial", "partial", "none", accuracy=0.8, best_psnr=17.8, baseline_psnr=17.5)
+    b = ComparisonRow("fedavg", "fedavg", "none", accuracy=0.8, best_psnr=23.6, baseline_psnr=19.0)
+    text = verdict(a, b)
+    assert "best reconstruction PSNR 17.8 dB vs 23.6 dB (no-attack baseline 19.0 dB)" in text
+    assert text.startswith("partial leaked less than fedavg")
