@@ -223,10 +223,12 @@ class RunView:
         """Client k's model at the START of round r, as the attacker best knows it."""
         check_knowledge(knowledge)
         arch, width = self.client_arch(k), self.client_shared_width(k)
-        if knowledge == "full":
+        if knowledge == "full" and self.algorithm not in FULL_MODEL_ALGORITHMS:
             path = self.path / "oracle" / f"round_{r}" / f"client_{k}.safetensors"
             model = self._load(self._build(arch, width), load_tensors(path), path)
         elif self.algorithm in FULL_MODEL_ALGORITHMS:
+            # Every level is exact here: a sampled client starts the round from the global model it
+            # was sent, so the engine writes no oracle/ copy of global_before.
             # Clients start each round from the global model the server sent: knowledge is exact.
             path = self.path / "observed" / f"round_{r}" / "global_before.safetensors"
             model = self._load(self._build(arch, width), self.before(r, k), path)

@@ -267,9 +267,7 @@ class _Engine:
         global_state = cpu_state(self.global_model)
         down = payload_bytes(global_state)
         updates = {}
-        for k in sampled:
-            if observed:
-                self.run.save(self.run.oracle(server_round) / f"client_{k}.safetensors", global_state)
+        for k in sampled:  # no oracle/ file: a sampled client starts exactly from global_before
             updates[k] = self._train_client(server_round, k, global_state)
         new_state = self.strategy.aggregate_train(server_round, global_state, list(updates.values()))
         _load(self.global_model, new_state)

@@ -5,9 +5,9 @@ File and field names come from docs/run-directory.md and the engine's
 ``metrics.jsonl`` grows by one line per finished round, so a run that dies (a SuperNode
 lost below ``min-clients``, the SuperLink stopped) keeps every round already written.
 
-What a real server cannot know is not written: ``oracle/`` only for full-model
-algorithms (where a client's state at the start of a round is the global model the server
-sent), and ``models/client_<k>`` only for full-model algorithms without client-level DP
+What a real server cannot know is not written: no ``oracle/`` at all (for full-model
+algorithms a client's state at the start of a round is ``global_before``, which attacks
+read directly), and ``models/client_<k>`` only for full-model algorithms without client-level DP
 (the model a client trained is exactly what it sent in its last round).
 """
 
@@ -92,8 +92,6 @@ class RunRecorder:
             self.save(folder / f"client_{k}.safetensors", update.tensors)
             if sent is not None:
                 self.save(folder / f"sent_client_{k}.safetensors", sent[k])
-            else:  # full-model: client k started the round from the global model
-                self.save(self.run.oracle(server_round) / f"client_{k}.safetensors", global_before)
             entries.append({
                 "client": k, "arch": c.arch_of(k), "num_samples": update.num_samples, "local_epochs": c.epochs_of(k),
                 "local_steps": update.local_steps, "batch_size": c.batch_size, "lr": c.lr, "optimizer": c.optimizer,

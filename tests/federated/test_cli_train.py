@@ -32,9 +32,10 @@ def test_quick_preset_one_round_writes_the_contract(tmp_path):
                 "observed/round_1/global_before.safetensors", "models/global.safetensors", "checkpoints/state.json"]
     for k in range(4):
         expected += [f"init/client_{k}.safetensors", f"observed/round_1/client_{k}.safetensors",
-                     f"oracle/round_1/client_{k}.safetensors", f"models/client_{k}.safetensors"]
+                     f"models/client_{k}.safetensors"]
     for name in expected:
         assert (out / name).is_file(), name
+    assert not (out / "oracle").exists()  # FedAvg clients start from global_before: no oracle copy
     sent = load_tensors(out / "observed" / "round_1" / "client_0.safetensors")
     assert "shared.weight" in sent and not any(name.startswith("_module") for name in sent)
     assert sent["shared.weight"].shape == (32, 32)
