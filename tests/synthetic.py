@@ -21,12 +21,15 @@ class SyntheticDataset:
         self.image_size = image_size
         self.ids = [f"s{i:03d}" for i in range(n)]
         self.labels = np.array([i % 2 for i in range(n)], dtype=np.int64)
-        pixels = rng.integers(0, 120, size=(n, 3, image_size, image_size)).astype(np.float32)
-        for i in range(n):
-            if self.labels[i] == 1:
-                pixels[i, :, 8:20, 8:20] += 120
-        self._images = torch.from_numpy(pixels / 255.0)
+        self._images = self.make_images(rng, n, image_size)
         self._index = {sid: i for i, sid in enumerate(self.ids)}
+
+    @staticmethod
+    def make_images(rng: np.random.Generator, n: int, image_size: int) -> torch.Tensor:
+        """Noise in [0, 120/255]; odd samples (class 1) get a square 120/255 brighter."""
+        pixels = rng.integers(0, 120, size=(n, 3, image_size, image_size)).astype(np.float32)
+        pixels[1::2, :, 8:20, 8:20] += 120
+        return torch.from_numpy(pixels / 255.0)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import pytest
 import torch
+
+from tests.synthetic import SyntheticDataset
 from torch.utils.data import DataLoader, TensorDataset
 
 
@@ -26,29 +27,17 @@ def tiny_loader():
     return _tiny_loader
 
 
-class SyntheticImages:
-    """The attributes of privfed.data.ImageDataset the engine uses, on random 32x32 images."""
+class SyntheticImages(SyntheticDataset):
+    """The shared synthetic dataset, with continuous (not 1/255-quantised) pixels."""
 
     def __init__(self, n: int = 40, image_size: int = 32, seed: int = 0) -> None:
-        g = torch.Generator().manual_seed(seed)
-        self.classes = ["normal", "tumor"]
-        self.image_size = image_size
-        self.ids = [f"s{i:03d}" for i in range(n)]
-        self.labels = np.array([i % 2 for i in range(n)], dtype=np.int64)
-        self._images = torch.rand(n, 3, image_size, image_size, generator=g)
-        self._images[1::2, :, 8:20, 8:20] += 0.5
-        self._images.clamp_(0, 1)
-        self._index = {sid: i for i, sid in enumerate(self.ids)}
+        self._seed = seed
+        super().__init__(n, image_size, seed)
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i):
-        return self._images[i], int(self.labels[i]), self.ids[i]
-
-    def load(self, ids):
-        idx = [self._index[i] for i in ids]
-        return self._images[idx].clone(), torch.as_tensor(self.labels[idx])
+    def make_images(self, rng, n: int, image_size: int) -> torch.Tensor:
+        images = torch.rand(n, 3, image_size, image_size, generator=torch.Generator().manual_seed(self._seed))
+        images[1::2, :, 8:20, 8:20] += 0.5
+        return images.clamp_(0, 1)
 
 
 @dataclass
