@@ -38,12 +38,6 @@ def check_knowledge(knowledge: str) -> str:
     return knowledge
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise PrivfedError("--device cuda: no CUDA device is available; use --device cpu or auto")
-    return torch.device(device)
 
 
 @dataclass

@@ -36,7 +36,8 @@ from attacks.inversion.grids import save_grid
 from attacks.inversion.priors import ImagePrior
 from attacks.inversion.simulate import DPMechanism, client_update
 from attacks.metrics.image import PSNR_CAP, psnr, score_reconstructions
-from attacks.run_access import KNOWLEDGE_LEVELS, KNOWLEDGE_MEANING, check_knowledge, open_run, resolve_device
+from attacks.run_access import KNOWLEDGE_LEVELS, KNOWLEDGE_MEANING, check_knowledge, open_run
+from privfed.devices import resolve_device
 from privfed import RUN_FORMAT_VERSION
 from privfed.errors import PrivfedError
 from privfed.io import write_json

@@ -30,7 +30,8 @@ import torch
 from attacks.membership.base import MEMBERSHIP_ATTACKS, MembershipQuery, ObservedUpdate, create_attack
 from attacks.membership.reference import ReferenceSignals, balanced_halves, train_reference_signals
 from attacks.membership.shadow import ShadowConfig
-from attacks.membership.signals import model_logits, resolve_device
+from attacks.membership.signals import model_logits
+from privfed.devices import resolve_device
 from attacks.membership.update import SHARED_KEYS
 from attacks.metrics.membership import evaluate_membership
 from privfed.errors import PrivfedError

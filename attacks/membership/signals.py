@@ -12,16 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from privfed.errors import PrivfedError
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise PrivfedError(f"--device {device}: CUDA is not available on this machine; use --device cpu or auto")
-    return torch.device(device)
 
 
 @torch.no_grad()

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from privfed import RUN_FORMAT_VERSION, __version__
+from privfed.devices import resolve_device
 from privfed.errors import PrivfedError
 from privfed.federated.client import client_round, planned_steps, train_local
 from privfed.federated.config import TrainConfig, split_plan
@@ -121,12 +122,6 @@ def run_training(
     return engine.finish(previous_elapsed + time.perf_counter() - started)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise PrivfedError("--device cuda: no CUDA device is available here; use --device cpu or auto")
-    return torch.device(name)
 
 
 class _Engine:

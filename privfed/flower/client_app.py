@@ -31,7 +31,7 @@ from flwr.clientapp import ClientApp
 
 from privfed.federated.client import client_round, planned_steps
 from privfed.federated.config import TrainConfig
-from privfed.federated.engine import resolve_device
+from privfed.devices import resolve_device
 from privfed.federated.evaluation import evaluate
 from privfed.federated.seeding import generator, seeded
 from privfed.federated.strategy import ALGORITHMS, LocalSettings

@@ -27,7 +27,7 @@ from flwr.supercore import log
 
 from privfed.errors import PrivfedError
 from privfed.federated.config import TrainConfig
-from privfed.federated.engine import resolve_device
+from privfed.devices import resolve_device
 from privfed.flower import wire
 from privfed.flower.local_data import split_plan
 from privfed.flower.options import FlowerOptions, config_from_run_config
