@@ -66,7 +66,8 @@ def compare(
     attack_clients: str = typer.Option("0", "--attack-clients", help="Clients attacked (comma list, or 'all'); each costs attack time."),
     inversion_batch_size: int = typer.Option(1, "--inversion-batch-size", min=1, help="Inversion replays one client step on this many true images (1 = worst case)."),
     iterations: Optional[int] = typer.Option(None, "--iterations", min=1, help="Inversion iterations per attack (default from the preset)."),
-    reference_models: Optional[int] = typer.Option(None, "--reference-models", min=1, help="Reference models for LiRA/RMIA (default from the preset)."),
+    reference_models: Optional[int] = typer.Option(None, "--reference-models", min=2, help="Reference models for LiRA/RMIA (default from the preset)."),
+    max_members: Optional[int] = typer.Option(None, "--max-members", min=2, help="Members (and as many non-members) scored per attacked model (default from the preset)."),
     redact_originals: bool = typer.Option(False, "--redact-originals", help="Leave true patient images out of the report (metrics only)."),
     seed: int = typer.Option(0, "--seed", help="Seed of training, split and attacks."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
@@ -119,7 +120,7 @@ def compare(
             ), progress=not quiet)
             run_membership_attacks(run_dir, MembershipOptions(
                 target=target, reference_models=reference_models or study.reference_models,
-                max_members=study.max_members, clients=clients, seed=seed, device=device,
+                max_members=max_members or study.max_members, clients=clients, seed=seed, device=device,
             ), progress=not quiet)
         run_dirs.append(run_dir)
     report = build_report(run_dirs, out_dir / "report.html", redact_originals=redact_originals,
