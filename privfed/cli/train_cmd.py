@@ -100,11 +100,12 @@ def register(app: typer.Typer) -> None:
                       "target_epsilon": target_epsilon, "delta": delta}
         command = "privfed " + shlex.join(sys.argv[1:])
         if resume is not None:
-            given = [k for k, v in {**options, **dp_options, "config": config, "out": out}.items() if v is not None]
+            flags = {**options, **{f"dp_{k}" if k == "level" else k: v for k, v in dp_options.items()},
+                     "config": config, "out": out}
+            given = [k for k, v in flags.items() if v is not None]
             if given:
-                raise PrivfedError(
-                    f"--resume continues {resume} with its saved config.json; drop --{given[0].replace('_', '-')}"
-                )
+                option = {"archs": "arch", "plan": "plan"}.get(given[0], given[0]).replace("_", "-")
+                raise PrivfedError(f"--resume continues {resume} with its saved config.json; drop --{option}")
             summary = run_training(None, resume, resume=True, progress=not quiet, command=command)
             _print(summary, resume)
             return
