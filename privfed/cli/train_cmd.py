@@ -63,6 +63,8 @@ def register(app: typer.Typer) -> None:
         lr: Optional[float] = typer.Option(None, help="Local learning rate."),
         optimizer: Optional[str] = typer.Option(None, help="sgd or adam."),
         momentum: Optional[float] = typer.Option(None, help="SGD momentum (default 0.9)."),
+        lr_schedule: Optional[str] = typer.Option(None, help="Learning rate over rounds: constant, or cosine (decays to ~0 by the last round)."),
+        class_weighting: Optional[str] = typer.Option(None, help="balanced (default: each image's loss weighted by n / (classes x n_class) of its party, so an imbalanced party does not learn to answer only its larger class) or none."),
         mu: Optional[float] = typer.Option(None, help="FedProx proximal weight (default 0.01)."),
         aggregation: Optional[str] = typer.Option(None, help=f"Aggregation rule G: {aggregations}."),
         trim_fraction: Optional[float] = typer.Option(None, help="Fraction cut at each end by trimmed_mean (default 0.1)."),
@@ -90,7 +92,8 @@ def register(app: typer.Typer) -> None:
             "shared_width": _ints("--shared-width", shared_width), "common_width": common_width,
             "num_clients": num_clients, "clients_per_round": clients_per_round, "rounds": rounds,
             "local_epochs": _ints("--local-epochs", local_epochs), "batch_size": batch_size, "lr": lr,
-            "optimizer": optimizer, "momentum": momentum, "mu": mu, "aggregation": aggregation,
+            "optimizer": optimizer, "momentum": momentum, "lr_schedule": lr_schedule,
+            "class_weighting": class_weighting, "mu": mu, "aggregation": aggregation,
             "trim_fraction": trim_fraction, "server_epochs": server_epochs, "image_size": image_size, "plan": plan,
             "seed": seed, "observe": observe, "device": device,
         }

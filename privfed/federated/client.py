@@ -69,6 +69,19 @@ def _check_weights(model: nn.Module, where: str, steps: int) -> None:
             )
 
 
+def class_weights(labels: torch.Tensor) -> torch.Tensor:
+    """Per-class loss weights n / (P n_c) over the P classes present: their mean over images is 1.
+
+    The balanced weighting of King & Zeng (2001) as scikit-learn's ``class_weight="balanced"``;
+    a class absent from the party gets weight 0 (it never occurs in a batch).
+    """
+    counts = torch.bincount(labels.detach().cpu().long()).double()
+    present = counts > 0
+    weights = torch.zeros_like(counts)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights.float()
+
+
 def train_local(
     model: nn.Module,
     images: torch.Tensor,
@@ -104,13 +117,18 @@ def train_local(
         params = [p for p in model.parameters() if p.requires_grad]
         return (settings.mu / 2) * sum(((p - a) ** 2).sum() for p, a in zip(params, anchor))
     loss_sum, seen, steps = 0.0, 0, 0
+    weights = class_weights(labels).to(device) if settings.balance_classes else None
 
     def step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
         nonlocal loss_sum, seen, steps
         opt.zero_grad(set_to_none=True)
         # sum / max(n, 1): the mean for real batches, and a defined (zero-data) loss for an empty
-        # Poisson batch, whose noise-only DP step must still be taken and accounted.
-        loss = F.cross_entropy(net(x), y, reduction="sum") / max(len(y), 1)
+        # Poisson batch, whose noise-only DP step must still be taken and accounted. Class
+        # weights scale each image's own loss, so per-sample clipping under DP still bounds it.
+        per_image = F.cross_entropy(net(x), y, reduction="none")
+        if weights is not None:
+            per_image = per_image * weights[y]
+        loss = per_image.sum() / max(len(y), 1)
         objective = loss
         if anchor is not None and sample_privacy is None:
             objective = loss + proximal()

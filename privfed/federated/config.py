@@ -17,12 +17,15 @@ from typing import Any
 from privfed.errors import PrivfedError, closest
 
 from privfed.dp import DPConfig
+from privfed.federated.strategy import LocalSettings
 
 #: Presets: named bundles of options; explicit options override them.
 PRESETS: dict[str, dict[str, Any]] = {
+    # The default study: the embedded data at its native 64x64, settings measured to converge
+    # (FedAvg within 1-2 points of the centralized baseline on the same split, ~25 s on 2 cores).
     "quick": {
-        "data": "embedded", "image_size": 32, "num_clients": 4, "plan": "fractions", "archs": ["simple"],
-        "rounds": 5, "local_epochs": 2, "batch_size": 32, "lr": 0.01, "optimizer": "sgd", "momentum": 0.9,
+        "data": "embedded", "image_size": 64, "num_clients": 4, "plan": "fractions", "archs": ["simple"],
+        "rounds": 10, "local_epochs": 2, "batch_size": 16, "lr": 0.001, "optimizer": "adam", "lr_schedule": "cosine",
         "observe": "first,last",
     },
     "seed-same-arch": {
@@ -37,6 +40,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("sgd", "adam")
+#: --lr-schedule: how the local learning rate changes over rounds (the server sets it each round)
+LR_SCHEDULES = ("constant", "cosine")
+#: --class-weighting: "balanced" weights each image's loss by n / (classes x n_class) of its party
+CLASS_WEIGHTINGS = ("balanced", "none")
 #: keys config.json carries beside the TrainConfig fields
 META_KEYS = ("privfed_version", "format_version", "command")
 
@@ -57,6 +64,8 @@ class TrainConfig:
     lr: float = 0.01
     optimizer: str = "sgd"
     momentum: float = 0.9
+    lr_schedule: str = "constant"
+    class_weighting: str = "balanced"
     mu: float = 0.01
     aggregation: str = "mean"
     trim_fraction: float = 0.1
@@ -81,6 +90,28 @@ class TrainConfig:
 
     def epochs_of(self, k: int) -> int:
         return _per_client(self.local_epochs, k)
+
+    def round_lr(self, server_round: int) -> float:
+        """The local learning rate of ``server_round`` (1-based) under ``lr_schedule``.
+
+        "cosine" decays from ``lr`` in round 1 towards 0 over the run (Loshchilov & Hutter
+        2017, applied per round as the server would): the last rounds move the global model
+        little, so its final accuracy does not depend on where a noisy last step landed.
+        """
+        if self.lr_schedule == "cosine" and self.rounds > 1:
+            return self.lr * 0.5 * (1 + math.cos(math.pi * (server_round - 1) / self.rounds))
+        return self.lr
+
+    def local_settings(self, server_round: int, k: int | None, epochs: int | None = None) -> LocalSettings:
+        """What party ``k`` (None: the server or the pooled baseline) is told to do in a round.
+
+        Strategies then override their one field (FedProx its ``mu``) in ``configure_train``.
+        """
+        return LocalSettings(
+            epochs=epochs if epochs is not None else self.epochs_of(k or 0), batch_size=self.batch_size,
+            lr=self.round_lr(server_round), optimizer=self.optimizer, momentum=self.momentum,
+            balance_classes=self.class_weighting == "balanced",
+        )
 
     # ---- (de)serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -151,6 +182,10 @@ class TrainConfig:
             raise PrivfedError(f"--seed must be an integer >= 0, got {self.seed!r}")
         if self.optimizer not in OPTIMIZERS:
             raise PrivfedError(f"--optimizer: unknown optimizer {self.optimizer!r}{closest(str(self.optimizer), OPTIMIZERS)}; choose sgd or adam")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise PrivfedError(f"--lr-schedule: unknown schedule {self.lr_schedule!r}{closest(str(self.lr_schedule), LR_SCHEDULES)}; choose one of {', '.join(LR_SCHEDULES)}")
+        if self.class_weighting not in CLASS_WEIGHTINGS:
+            raise PrivfedError(f"--class-weighting: unknown weighting {self.class_weighting!r}{closest(str(self.class_weighting), CLASS_WEIGHTINGS)}; choose one of {', '.join(CLASS_WEIGHTINGS)}")
         if self.device not in DEVICES:
             raise PrivfedError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.preset is not None and self.preset not in PRESETS:
@@ -191,6 +226,7 @@ class TrainConfig:
         """Types first, so every later check compares like with like (a TOML file can hold anything)."""
         for option, value in (("--algorithm", self.algorithm), ("--server-arch", self.server_arch),
                               ("--optimizer", self.optimizer), ("--aggregation", self.aggregation),
+                              ("--lr-schedule", self.lr_schedule), ("--class-weighting", self.class_weighting),
                               ("--data", self.data), ("--device", self.device)):
             if not isinstance(value, str):
                 raise PrivfedError(f"{option} must be a string, got {value!r}")

@@ -24,7 +24,7 @@ from privfed.devices import resolve_device
 from privfed.errors import PrivfedError
 from privfed.federated.client import client_round, planned_steps, train_local
 from privfed.federated.config import TrainConfig, split_plan
-from privfed.federated.evaluation import evaluate
+from privfed.federated.evaluation import TEST_FIELDS, TestMetrics, evaluate, final_test_fields
 from privfed.federated.partial import PartialAggregation
 from privfed.federated.progress import TrainingDisplay
 from privfed.federated.rundir import RunDir, cpu_state, payload_bytes
@@ -171,9 +171,8 @@ class _Engine:
         model = build_model(arch, self.config.num_classes, self.config.image_size, width, dp=self.dp)
         return model.to(self.device)
 
-    def _settings(self, k: int | None, epochs: int | None = None) -> LocalSettings:
-        c = self.config
-        return LocalSettings(epochs if epochs is not None else c.epochs_of(k or 0), c.batch_size, c.lr, c.optimizer, c.momentum)
+    def _settings(self, server_round: int, k: int | None, epochs: int | None = None) -> LocalSettings:
+        return self.config.local_settings(server_round, k, epochs)
 
     def _make_privacy(self) -> None:
         c = self.config
@@ -236,7 +235,7 @@ class _Engine:
             self._display.round_done()
 
     def _train_client(self, server_round: int, k: int, received: Mapping[str, torch.Tensor]) -> ClientUpdate:
-        settings = self.strategy.configure_train(server_round, self._settings(k))
+        settings = self.strategy.configure_train(server_round, self._settings(server_round, k))
         self._party(server_round, f"client {k}", len(self.clients[k]), settings)
         return client_round(
             k, self.client_models[k], received, self.clients[k].images, self.clients[k].labels, settings,
@@ -267,10 +266,9 @@ class _Engine:
         new_state = self.strategy.aggregate_train(server_round, global_state, list(updates.values()))
         _load(self.global_model, new_state)
         rows = self._client_rows(updates, {k: down for k in sampled})
-        accuracy, auc = self._evaluate(self.global_model)
         if observed:
             self._observe(server_round, updates, rows, global_state)
-        return {"clients": rows, "global_test_accuracy": accuracy, "global_test_auc": auc}
+        return {"clients": rows, **self._evaluate(self.global_model).fields("global_")}
 
     def _partial_round(self, server_round: int, sampled: list[int], observed: bool) -> dict[str, Any]:
         strategy: PartialAggregation = self.strategy  # type: ignore[assignment]
@@ -284,7 +282,7 @@ class _Engine:
         aggregate = strategy.aggregate_train(server_round, common_before, list(updates.values()))
         _load(self.server_model, aggregate)
         if self.config.server_epochs > 0 and len(self.server):
-            settings = self._settings(None, self.config.server_epochs)
+            settings = self._settings(server_round, None, self.config.server_epochs)
             self._party(server_round, "server", len(self.server), settings)
             train_local(self.server_model, self.server.images, self.server.labels, settings,
                         generator(self.config.seed, "data", server_round, "server"), self.device,
@@ -296,15 +294,14 @@ class _Engine:
             _load(model, returned)
             down[k] = payload_bytes(returned)
         rows = self._client_rows(updates, down)
-        accuracy, auc = self._evaluate(self.server_model)
         if observed:
             self._observe(server_round, updates, rows, common_before, sent)
-        return {"clients": rows, "server_test_accuracy": accuracy, "server_test_auc": auc}
+        return {"clients": rows, **self._evaluate(self.server_model).fields("server_")}
 
     def _local_round(self, server_round: int, sampled: list[int], observed: bool) -> dict[str, Any]:
         updates = {}
         for k in sampled:
-            settings = self._settings(k)
+            settings = self._settings(server_round, k)
             self._party(server_round, f"client {k}", len(self.clients[k]), settings)
             stats = train_local(
                 self.client_models[k], self.clients[k].images, self.clients[k].labels, settings,
@@ -314,22 +311,20 @@ class _Engine:
             )
             updates[k] = ClientUpdate(k, {}, stats.num_samples, stats.local_steps, stats.a_norm, stats.train_loss)
         rows = self._client_rows(updates, {})
-        return {"clients": rows, "global_test_accuracy": None, "global_test_auc": None}
+        return {"clients": rows, **{f"global_test_{name}": None for name in TEST_FIELDS}}
 
     def _central_round(self, server_round: int, sampled: list[int], observed: bool) -> dict[str, Any]:
         union = self._union()
-        settings = self._settings(0)
+        settings = self._settings(server_round, 0)
         self._party(server_round, "centralized", len(union), settings)
         train_local(self.global_model, union.images, union.labels, settings,
                     generator(self.config.seed, "data", server_round, "central"), self.device,
                     sample_privacy=self.central_privacy, on_batch=self._on_batch, where=f"centralized model, round {server_round}")
-        accuracy, auc = self._evaluate(self.global_model)
-        return {"clients": [], "global_test_accuracy": accuracy, "global_test_auc": auc}
+        return {"clients": [], **self._evaluate(self.global_model).fields("global_")}
 
     # ---- metrics and observation -------------------------------------------------------
-    def _evaluate(self, model: nn.Module) -> tuple[float | None, float | None]:
-        accuracy, auc = evaluate(model, self.test.images, self.test.labels, self.device, self.config.eval_batch_size)
-        return _finite(accuracy), _finite(auc)
+    def _evaluate(self, model: nn.Module) -> TestMetrics:
+        return evaluate(model, self.test.images, self.test.labels, self.device, self.config.eval_batch_size)
 
     def _epsilon(self, k: int) -> float | None:
         privacy = (self.sample_privacy or self.client_privacy or [None] * (k + 1))[k]
@@ -342,11 +337,11 @@ class _Engine:
             up = payload_bytes(update.tensors) if update is not None else 0
             self.bytes_up[k] += up
             self.bytes_down[k] += down.get(k, 0)
-            accuracy, auc = self._evaluate(model)
+            tested = self._evaluate(model).fields()
             rows.append({
                 "id": k, "arch": self.config.arch_of(k), "sampled": update is not None,
                 "train_loss": _finite(update.train_loss) if update is not None else None,
-                "test_accuracy": accuracy, "test_auc": auc, "bytes_up": up, "bytes_down": down.get(k, 0),
+                **tested, "bytes_up": up, "bytes_down": down.get(k, 0),
                 "epsilon": self._epsilon(k),
                 "num_samples": len(self.clients[k]), "local_steps": update.local_steps if update is not None else 0,
             })
@@ -361,11 +356,12 @@ class _Engine:
             self.run.save(folder / f"client_{k}.safetensors", update.tensors)
             if sent is not None:
                 self.run.save(folder / f"sent_client_{k}.safetensors", sent[k])
-            settings = self.strategy.configure_train(server_round, self._settings(k))
+            settings = self.strategy.configure_train(server_round, self._settings(server_round, k))
             entries.append({
                 "client": k, "arch": c.arch_of(k), "num_samples": update.num_samples, "local_epochs": c.epochs_of(k),
-                "local_steps": update.local_steps, "batch_size": c.batch_size, "lr": c.lr, "optimizer": c.optimizer,
-                "momentum": c.momentum, "mu": settings.mu, "shared_width": c.width_of(k),
+                "local_steps": update.local_steps, "batch_size": c.batch_size, "lr": settings.lr,
+                "optimizer": settings.optimizer, "momentum": settings.momentum, "mu": settings.mu,
+                "balance_classes": settings.balance_classes, "shared_width": c.width_of(k),
                 "file": f"client_{k}.safetensors", "bytes_up": rows[k]["bytes_up"], "bytes_down": rows[k]["bytes_down"],
             })
         self.run.save(folder / "global_before.safetensors", global_before)
@@ -459,16 +455,7 @@ class _Engine:
         down = sum(r["bytes_down"] for r in rows)
         summary: dict[str, Any] = {"algorithm": c.algorithm, "rounds": c.rounds, "final_round": last.get("round", 0),
                                    "clients": clients}
-        for key in ("global_test_accuracy", "global_test_auc", "server_test_accuracy", "server_test_auc"):
-            if key in last:
-                summary[key] = last[key]
-        accuracies = [r["test_accuracy"] for r in clients if r["test_accuracy"] is not None]
-        aucs = [r["test_auc"] for r in clients if r["test_auc"] is not None]
-        if self.kind == "centralized":
-            accuracies = [a for a in [last.get("global_test_accuracy")] if a is not None]
-            aucs = [a for a in [last.get("global_test_auc")] if a is not None]
-        summary["mean_client_test_accuracy"] = sum(accuracies) / len(accuracies) if accuracies else None
-        summary["mean_client_test_auc"] = sum(aucs) / len(aucs) if aucs else None
+        summary.update(final_test_fields(last, clients, central=self.kind == "centralized"))
         epsilons = [r["epsilon"] for r in clients if r.get("epsilon") is not None]
         if self.central_privacy is not None:
             epsilons.append(float(self.central_privacy.epsilon()))
@@ -489,13 +476,13 @@ class _Engine:
 
 
 # ---- helpers ----------------------------------------------------------------------------
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
 def _attr(obj: Any, name: str, default: Any) -> Any:
     value = getattr(obj, name, None) if obj is not None else None
     return float(value) if value is not None else default
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def _load(model: nn.Module, tensors: Mapping[str, torch.Tensor], source: Path | str | None = None) -> None:

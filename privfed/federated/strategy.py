@@ -37,6 +37,9 @@ class LocalSettings:
     momentum: float = 0.9
     #: FedProx proximal weight; 0 leaves the loss untouched (bitwise FedAvg).
     mu: float = 0.0
+    #: weight each image's loss by n / (classes x n_class) of the party's own labels, so a
+    #: party whose data is mostly one class does not learn to answer only that class
+    balance_classes: bool = False
 
 
 @dataclass

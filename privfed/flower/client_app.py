@@ -81,12 +81,16 @@ def train(msg: Message, context: Context) -> Message:
     )
     _save_model(context, model)
     epsilon = _save_privacy(context, sample_privacy or client_privacy)
+    # Under DP only data-independent figures travel beside the noised update: the training loss
+    # and test metrics are computed from private images without noise, so they stay on the node.
     metrics: dict[str, Any] = {
         "num-examples": update.num_samples, "local-steps": update.local_steps, "a-norm": float(update.a_norm),
-        "train-loss": update.train_loss, "epsilon": epsilon,
+        "epsilon": epsilon,
     }
-    if strategy.kind == "full-model":
-        metrics.update(_test_metrics(model, data, config, device))
+    if config.dp.level == "none":
+        metrics["train-loss"] = update.train_loss
+        if strategy.kind == "full-model":
+            metrics.update(_test_metrics(model, data, config, device))
     content = RecordDict({wire.ARRAYS: wire.to_arrays(update.tensors), wire.METRICS: wire.metric_record(metrics)})
     return Message(content, reply_to=msg)
 
@@ -106,7 +110,9 @@ def receive_and_evaluate(msg: Message, context: Context) -> Message:
                 state[name].copy_(tensor)
         _save_model(context, model)
     data = load_local_data(node, config)
-    metrics = {"num-examples": len(data), **_test_metrics(model, data, config, device)}
+    metrics = {"num-examples": len(data)}
+    if config.dp.level == "none":  # private test metrics stay on the node under DP (see train)
+        metrics.update(_test_metrics(model, data, config, device))
     return Message(RecordDict({wire.METRICS: wire.metric_record(metrics)}), reply_to=msg)
 
 
@@ -156,5 +162,5 @@ def _save_privacy(context: Context, privacy: Any) -> float | None:
 def _test_metrics(model: torch.nn.Module, data: LocalData, config: TrainConfig, device: torch.device) -> dict[str, float]:
     if data.test_images is None or data.test_labels is None or len(data.test_labels) == 0:
         return {}
-    accuracy, auc = evaluate(model, data.test_images, data.test_labels, device, config.eval_batch_size)
-    return {"test-accuracy": accuracy, "test-auc": auc}
+    tested = evaluate(model, data.test_images, data.test_labels, device, config.eval_batch_size)
+    return {key.replace("_", "-"): value for key, value in tested.fields().items()}

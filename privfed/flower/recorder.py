@@ -23,6 +23,7 @@ import torch
 from privfed import RUN_FORMAT_VERSION, __version__
 from privfed.errors import PrivfedError
 from privfed.federated.config import TrainConfig
+from privfed.federated.evaluation import TEST_FIELDS, final_test_fields
 from privfed.federated.rundir import RunDir, payload_bytes
 from privfed.federated.strategy import ClientUpdate
 from privfed.io import append_jsonl, read_jsonl, write_json
@@ -66,7 +67,8 @@ class RunRecorder:
                 self.epsilon[k] = float(m["epsilon"])
             rows.append({
                 "id": k, "arch": self.config.arch_of(k), "sampled": update is not None,
-                "train_loss": m.get("train-loss"), "test_accuracy": m.get("test-accuracy"), "test_auc": m.get("test-auc"),
+                "train_loss": m.get("train-loss"),
+                **{f"test_{name}": m.get(f"test-{name.replace('_', '-')}") for name in TEST_FIELDS},
                 "bytes_up": up, "bytes_down": down.get(k, 0), "epsilon": self.epsilon[k],
                 "num_samples": int(m.get("num-examples", update.num_samples if update else 0)),
                 "local_steps": update.local_steps if update is not None else 0,
@@ -94,8 +96,9 @@ class RunRecorder:
                 self.save(folder / f"sent_client_{k}.safetensors", sent[k])
             entries.append({
                 "client": k, "arch": c.arch_of(k), "num_samples": update.num_samples, "local_epochs": c.epochs_of(k),
-                "local_steps": update.local_steps, "batch_size": c.batch_size, "lr": c.lr, "optimizer": c.optimizer,
-                "momentum": c.momentum, "mu": settings[k].mu, "shared_width": c.width_of(k),
+                "local_steps": update.local_steps, "batch_size": c.batch_size, "lr": settings[k].lr,
+                "optimizer": settings[k].optimizer, "momentum": settings[k].momentum, "mu": settings[k].mu,
+                "balance_classes": settings[k].balance_classes, "shared_width": c.width_of(k),
                 "file": f"client_{k}.safetensors", "bytes_up": rows[k]["bytes_up"], "bytes_down": rows[k]["bytes_down"],
             })
         self.save(folder / "global_before.safetensors", global_before)
@@ -119,13 +122,7 @@ class RunRecorder:
         up, down = sum(r["bytes_up"] for r in rows), sum(r["bytes_down"] for r in rows)
         summary: dict[str, Any] = {"algorithm": c.algorithm, "rounds": c.rounds, "final_round": last.get("round", 0),
                                    "clients": clients, "transport": "flower"}
-        for key in ("global_test_accuracy", "global_test_auc", "server_test_accuracy", "server_test_auc"):
-            if key in last:
-                summary[key] = last[key]
-        accuracies = [r["test_accuracy"] for r in clients if r["test_accuracy"] is not None]
-        aucs = [r["test_auc"] for r in clients if r["test_auc"] is not None]
-        summary["mean_client_test_accuracy"] = sum(accuracies) / len(accuracies) if accuracies else None
-        summary["mean_client_test_auc"] = sum(aucs) / len(aucs) if aucs else None
+        summary.update(final_test_fields(last, clients))
         epsilons = [e for e in self.epsilon if e is not None]
         dp_on = c.dp.level != "none"
         summary.update({

@@ -143,8 +143,7 @@ class PrivfedStrategy(Strategy):
             if self.nodes[k] not in connected:
                 self._failures[k] = "its SuperNode is not connected"
                 continue
-            settings = self.algorithm.configure_train(
-                server_round, LocalSettings(c.epochs_of(k), c.batch_size, c.lr, c.optimizer, c.momentum))
+            settings = self.algorithm.configure_train(server_round, c.local_settings(server_round, k))
             self._settings[k] = settings
             if self.kind == "shared-layer":
                 payload = self.algorithm.from_common(self._before, c.width_of(k))
@@ -209,7 +208,7 @@ class PrivfedStrategy(Strategy):
                 state[name].copy_(tensor)
         images, labels = self.server_data
         if c.server_epochs > 0 and len(labels):
-            settings = LocalSettings(c.server_epochs, c.batch_size, c.lr, c.optimizer, c.momentum)
+            settings = c.local_settings(server_round, None, c.server_epochs)
             train_local(self.server_model, images, labels, settings, generator(c.seed, "data", server_round, "server"),
                         self.device, where=f"server, round {server_round}")
         return self.algorithm.payload(_cpu(self.server_model))
@@ -237,7 +236,7 @@ class PrivfedStrategy(Strategy):
             replied += 1
             metrics = wire.read_metrics(reply.content.metric_records.get(wire.METRICS))
             merged = dict(self._metrics.get(k, {}))
-            merged.update({key: metrics[key] for key in ("test-accuracy", "test-auc") if key in metrics})
+            merged.update({key: value for key, value in metrics.items() if key.startswith("test-")})
             self._metrics[k] = merged
         return MetricRecord({"clients-evaluated": replied}) if replied else None
 
@@ -253,9 +252,8 @@ class PrivfedStrategy(Strategy):
             model, prefix = self._build(c.arch_of(0), c.width_of(0)), "global"
             model.load_state_dict(self.global_state)
         images, labels = self.test_data
-        accuracy, auc = (evaluate(model.to(self.device), images, labels, self.device, c.eval_batch_size)
-                         if len(labels) else (None, None))
-        accuracy, auc = _finite(accuracy), _finite(auc)
+        evaluation = evaluate(model.to(self.device), images, labels, self.device, c.eval_batch_size).fields(f"{prefix}_")
+        accuracy = evaluation[f"{prefix}_test_accuracy"]
         rows = self.recorder.client_rows(server_round, self._updates, self._metrics, self._down)
         if server_round in c.observe:
             self.recorder.observe(
@@ -263,7 +261,6 @@ class PrivfedStrategy(Strategy):
                 sent=self._sent if self.kind == "shared-layer" else None,
                 server_state=_cpu(self.server_model) if self.kind == "shared-layer" else None,
             )
-        evaluation = {f"{prefix}_test_accuracy": accuracy, f"{prefix}_test_auc": auc}
         if self._failures:
             evaluation["missing_clients"] = sorted(self._failures)
         self.recorder.round_row(server_round, rows, evaluation, time.perf_counter() - self._started)
@@ -282,10 +279,6 @@ class PrivfedStrategy(Strategy):
 
 def _cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: t.detach().to("cpu").clone() for name, t in model.state_dict().items()}
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or value != value or value in (float("inf"), float("-inf")) else float(value)
 
 
 __all__ = ["PartialAggregation", "PrivfedStrategy"]

@@ -25,7 +25,7 @@ def test_quick_preset_one_round_writes_the_contract(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "client 3" in done.stdout and "global model" in done.stdout
     config = read_json(out / "config.json")
-    assert config["command"].startswith("privfed train --preset quick") and config["image_size"] == 32
+    assert config["command"].startswith("privfed train --preset quick") and config["image_size"] == 64 and config["class_weighting"] == "balanced"
     split = read_json(out / "split.json")
     assert len(split["clients"]) == 4 and split["test"]
     expected = ["config.json", "split.json", "metrics.jsonl", "summary.json", "observed/round_1/meta.json",

@@ -76,3 +76,30 @@ def test_nan_loss_names_client_and_round_and_keeps_earlier_rounds(dataset, tmp_p
     rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert [r["round"] for r in rows] == [1]
     assert (tmp_path / "run" / "checkpoints" / "state.json").is_file()
+
+
+def test_balanced_class_weights_make_each_class_pull_equally():
+    from privfed.federated.client import class_weights, train_local
+
+    labels = torch.tensor([0] * 6 + [1] * 2)
+    weights = class_weights(labels)
+    assert torch.allclose(weights, torch.tensor([8 / 12, 8 / 4]))  # n / (classes x n_c)
+    assert torch.isclose(weights[labels].mean(), torch.tensor(1.0))  # the mean loss scale is unchanged
+    assert torch.equal(class_weights(torch.tensor([1, 1, 1])), torch.tensor([0.0, 1.0]))  # absent class: 0
+
+    # one full-batch SGD step with balancing equals the hand-weighted loss's step, not the plain one
+    torch.manual_seed(0)
+    images = torch.rand(8, 3, 32, 32)
+    with seeded(0, "init", "x"):
+        model = build_model("simple", 2, 32, 16)
+    plain = {n: p.detach().clone() for n, p in model.named_parameters()}
+    reference = build_model("simple", 2, 32, 16)
+    reference.load_state_dict(model.state_dict())
+    settings = LocalSettings(epochs=1, batch_size=8, lr=0.1, optimizer="sgd", momentum=0.0, balance_classes=True)
+    train_local(model, images, labels, settings, torch.Generator().manual_seed(0))
+    loss = (F.cross_entropy(reference(images), labels, reduction="none") * weights[labels]).mean()
+    grads = torch.autograd.grad(loss, list(reference.parameters()))
+    for (name, p), g in zip(model.named_parameters(), grads):
+        assert torch.allclose(p, plain[name] - 0.1 * g, atol=1e-6), name
+    unweighted = torch.autograd.grad(F.cross_entropy(reference(images), labels), [reference.classifier.bias])[0]
+    assert not torch.allclose(model.classifier.bias, plain["classifier.bias"] - 0.1 * unweighted, atol=1e-4)

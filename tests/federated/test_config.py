@@ -7,6 +7,8 @@ import pytest
 from privfed.errors import PrivfedError
 from privfed.federated import TrainConfig, build_config, load_config
 
+from .conftest import tiny_config
+
 
 def test_unknown_key_in_toml_names_key_and_suggestion(tmp_path):
     path = tmp_path / "c.toml"
@@ -19,12 +21,12 @@ def test_unknown_key_in_toml_names_key_and_suggestion(tmp_path):
 
 
 def test_layering_defaults_preset_file_options(tmp_path):
-    assert build_config({}).preset == "quick" and build_config({}).image_size == 32
+    assert build_config({}).preset == "quick" and build_config({}).image_size == 64
     assert build_config({"data": "/some/folder"}).preset is None
     path = tmp_path / "c.toml"
     path.write_text('rounds = 7\nlr = 0.5\n[dp]\nmax_grad_norm = 2.0\n')
     config = build_config({"lr": 0.2, "rounds": None}, path)
-    assert (config.rounds, config.lr, config.image_size, config.dp.max_grad_norm) == (7, 0.2, 32, 2.0)
+    assert (config.rounds, config.lr, config.image_size, config.dp.max_grad_norm) == (7, 0.2, 64, 2.0)
     hetero = build_config({"preset": "seed-hetero"}).resolved()
     assert hetero.algorithm == "partial" and hetero.archs[1] == "mobilenet_v3_large" and hetero.common_width == 1024
 
@@ -63,3 +65,18 @@ def test_plan_is_checked_early():
         TrainConfig.from_dict({"image_size": 32, "plan": {"kind": "fractions", "dirichlet_alpa": 0.5}})
     with pytest.raises(PrivfedError, match="--plan"):
         TrainConfig.from_dict({"image_size": 32, "plan": "fractionz"})
+
+
+def test_cosine_schedule_decays_the_round_lr_and_settings_carry_the_weighting():
+    import math
+
+    config = tiny_config(rounds=4, lr=0.2, lr_schedule="cosine")
+    lrs = [config.round_lr(r) for r in range(1, 5)]
+    assert lrs[0] == 0.2 and all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert math.isclose(lrs[2], 0.2 * 0.5 * (1 + math.cos(math.pi * 2 / 4)))
+    assert tiny_config(lr=0.2).round_lr(3) == 0.2  # constant by default
+    settings = config.local_settings(3, 1)
+    assert settings.lr == lrs[2] and settings.balance_classes
+    assert not tiny_config(class_weighting="none").local_settings(1, 0).balance_classes
+    with pytest.raises(PrivfedError, match="--lr-schedule"):
+        tiny_config(lr_schedule="cosin").validate()
