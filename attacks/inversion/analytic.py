@@ -39,7 +39,7 @@ class LayerwiseAnalytic(InversionAttack):
     targets = ("full-model",)
     default_iterations = 400
     paper = "Phong et al. 2017; Geiping et al. 2020 (prop. 3.1): analytic linear-layer inputs, then conv inversion"
-    priors_used = ("box[0,1]", "greyscale", "tv", "server-mean-init")
+    priors_used = ("box", "greyscale", "tv", "server-mean-init")
     setup = InversionSetup()
 
     def reconstruct(self, observation: Observation) -> Reconstruction:

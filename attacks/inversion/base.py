@@ -83,7 +83,7 @@ class InversionAttack:
     default_iterations: int = 100
     paper: str = ""
     #: the priors (names from :meth:`ImagePrior.names`) this attack actually uses
-    priors_used: tuple[str, ...] = ("box[0,1]", "greyscale", "tv", "server-mean-init", "server-feature-stats")
+    priors_used: tuple[str, ...] = ("box", "greyscale", "tv", "server-mean-init", "server-feature-stats")
 
     def priors(self, prior: ImagePrior) -> list[str]:
         return [name for name in prior.names() if name in self.priors_used]

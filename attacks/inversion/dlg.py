@@ -27,7 +27,7 @@ class DLG(InversionAttack):
     default_iterations = 100
     paper = "Zhu et al. 2019, Deep Leakage from Gradients"
     learn_labels = True
-    priors_used = ("box[0,1]", "greyscale", "server-mean-init")
+    priors_used = ("box", "greyscale", "server-mean-init")
 
     def _labels(self, observation: Observation, generator: torch.Generator):
         if not self.learn_labels:

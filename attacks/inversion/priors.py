@@ -1,9 +1,15 @@
 """Priors an honest-but-curious server really has, shared by every optimisation attack.
 
-* ``greyscale``: the modality is known (MRI slices are grey), so we optimise one channel and
-  repeat it three times: a third of the unknowns, and no colour artefacts.
-* ``box``: pixels lie in [0, 1]; candidates are projected back after every step, as in
-  Inverting Gradients (Geiping et al. 2020, https://arxiv.org/abs/2003.14053).
+Every prior is an assumption about the data, so each is *fitted on the server's own images*
+(:meth:`ImagePrior.from_server_images`), never hard-coded: a server holding colour images
+gets a colour prior. ``fitted`` records what was fitted (``prior_fit`` in the result JSON).
+
+* ``greyscale``: when every server image has equal channels (MRI slices stored as RGB), we
+  optimise one channel and repeat it three times: a third of the unknowns, and no colour
+  artefacts. Colour data keeps three channels.
+* ``box``: pixels lie in the value range of the server's images; candidates are projected
+  back after every step, as in Inverting Gradients (Geiping et al. 2020,
+  https://arxiv.org/abs/2003.14053).
 * ``server-mean-init``: start from the mean of the server's own images instead of noise.
 * ``server-feature-stats``: a Gaussian prior on the features the attacker's backbone
   computes, fitted on the server's images (in the spirit of the BatchNorm-statistics prior of
@@ -26,6 +32,7 @@ from torch import nn
 class ImagePrior:
     greyscale: bool = True
     tv_weight: float = 1e-2
+    value_range: tuple[float, float] = (0.0, 1.0)
     mean_image: torch.Tensor | None = None  # 3 x S x S in [0, 1]
     feature_mean: torch.Tensor | None = None  # statistics of model.shared_input on server images
     feature_std: torch.Tensor | None = None
@@ -33,7 +40,7 @@ class ImagePrior:
     mean_probs: torch.Tensor | None = None  # mean softmax of the attacker's model on server images (label counts)
 
     def names(self, uses_tv: bool = True) -> list[str]:
-        names = ["box[0,1]"]
+        names = ["box"]
         if self.greyscale:
             names.append("greyscale")
         if uses_tv and self.tv_weight > 0:
@@ -44,10 +51,22 @@ class ImagePrior:
             names.append("server-feature-stats")
         return names
 
+    def fitted(self) -> dict:
+        """What the priors assume about the data, for the result JSON (``prior_fit``)."""
+        return {"channels": 1 if self.greyscale else 3, "value_range": [float(v) for v in self.value_range],
+                "mean_image": self.mean_image is not None, "feature_statistics": self.feature_mean is not None}
+
     @classmethod
     @torch.no_grad()
     def from_server_images(cls, images: torch.Tensor, model: nn.Module | None = None, **kwargs) -> ImagePrior:
-        """Fit the priors on the server's own images (N x 3 x S x S in [0, 1])."""
+        """Fit the modality (channels, value range, mean image) and feature priors on the server's images.
+
+        ``images``: N x C x S x S in [0, 1], the server's own data.
+        """
+        images = images.float()
+        equal_channels = images.shape[1] == 1 or bool((images - images[:, :1]).abs().max() <= 1e-6)
+        kwargs.setdefault("greyscale", equal_channels)
+        kwargs.setdefault("value_range", (float(images.min()), float(images.max())))
         prior = cls(mean_image=images.mean(0).cpu(), **kwargs)
         if model is not None and images.shape[0] >= 2:
             device = next(model.parameters()).device
@@ -73,13 +92,14 @@ class Candidate(nn.Module):
     ``resolution`` > 1 optimises a ``S/resolution`` grid upsampled bilinearly to ``S``: a
     smoothness prior that removes the high-frequency null space of a conv + max-pool stack
     (pixels that no pooled maximum sees), which otherwise fills with salt-and-pepper noise.
-    Bilinear upsampling of values in [0, 1] stays in [0, 1], so box projection is unchanged.
+    Bilinear upsampling of values in the box stays in the box, so box projection is unchanged.
     """
 
     def __init__(self, num: int, image_size: int, prior: ImagePrior, generator: torch.Generator, device,
                  resolution: int = 1, noise: float = 0.05) -> None:
         super().__init__()
         self.greyscale = prior.greyscale
+        self.low, self.high = prior.value_range
         self.image_size = image_size
         side = max(image_size // max(int(resolution), 1), 2)
         self.side = side
@@ -93,7 +113,7 @@ class Candidate(nn.Module):
             start = start + noise * torch.randn(start.shape, generator=generator).to(device)
         else:
             start = 0.5 + 0.1 * torch.randn((num, channels, side, side), generator=generator).to(device)
-        self.pixels = nn.Parameter(start.clamp(0, 1))
+        self.pixels = nn.Parameter(start.clamp(self.low, self.high))
 
     def forward(self) -> torch.Tensor:
         images = self.pixels
@@ -103,7 +123,7 @@ class Candidate(nn.Module):
 
     @torch.no_grad()
     def project(self) -> None:
-        self.pixels.clamp_(0, 1)
+        self.pixels.clamp_(self.low, self.high)
 
 
 def feature_prior_loss(features: torch.Tensor, prior: ImagePrior) -> torch.Tensor:

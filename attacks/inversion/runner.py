@@ -5,20 +5,28 @@ model and data (``split.server``), the architecture names and, per ``knowledge``
 client's starting weights (see :mod:`attacks.run_access`). The evaluator additionally holds
 the ground truth (the client's images, from split.json) to score reconstructions.
 
-Two kinds of rows, told apart by the field ``source``:
+Three attacker positions, kept apart in every result (``position``):
 
-* ``"observed"`` (default, ``batch_size`` and ``local_steps`` left ``None``): the attack
-  targets the real update the client sent (``received - before``), which covers a whole local
-  epoch over all of the client's samples. The attack reconstructs ``max_images`` candidates,
-  simulating the client's local steps (lr, steps, batch size, momentum from meta.json) on
-  them, and each candidate is matched to the closest of the client's true images. This is
-  the honest figure: how much leaks from the updates the run really produced.
-* ``"replay"`` (``batch_size`` and/or ``local_steps`` given): the evaluator simulates client
-  k's training step on ``batch_size`` of its true images (chosen by ``seed``), from the
-  client's real weights at that round (the oracle: it simulates the client), for
-  ``local_steps`` steps over that batch (default 1; ``batch_size`` defaults to the run's),
-  applying the run's DP mechanism when the run used one; the attacker then attacks that
-  update with its own knowledge level. Batch 1, one step is the worst case.
+* ``"realistic"``: knowledge none or init, attacking the update the client really sent
+  (``source: observed``). The update covers a whole round of local training over all of the
+  client's images; the attack reconstructs ``max_images`` candidates, simulating the client's
+  local steps (lr, steps, batch size, momentum from meta.json), and each candidate is
+  matched to the closest of the client's true images.
+* ``"worst-case"``: knowledge none or init, attacking a replayed update (``source: replay``,
+  ``batch_size``/``local_steps`` given): the evaluator re-simulates one client step on
+  ``batch_size`` of its true images from the client's real weights at that round, applying
+  the run's DP mechanism, as plain SGD whatever the client's own optimizer (the gradient
+  itself: the most one message of the scheme can carry). Batch 1, one step is the worst case.
+  ``trials`` repeats it on different images so the figures get intervals.
+* ``"oracle"``: knowledge full (the client's real private weights): an upper bound no real
+  server reaches.
+
+Every row is scored beside a **null attack** (the server's own images, or their mean,
+as many guesses as the attack makes, matched to the same true images the same way) and by
+**identification** (rank of the true image among the client's images plus as many unseen
+ones): see :mod:`attacks.metrics.leakage`. The file-level ``positions`` block gives, per
+position, the strongest row with intervals widened for the number of rows it was chosen
+from (Bonferroni), and whether leakage is claimed.
 """
 
 from __future__ import annotations
@@ -35,23 +43,29 @@ from attacks.inversion.base import INVERSION_METHODS, ClientStep, Observation, m
 from attacks.inversion.grids import save_grid
 from attacks.inversion.priors import ImagePrior
 from attacks.inversion.simulate import DPMechanism, client_update
-from attacks.metrics.image import PSNR_CAP, psnr, score_reconstructions
+from attacks.metrics.image import PSNR_CAP, psnr, psnr_matrix, score_reconstructions
+from attacks.metrics.leakage import Identification, familywise_alpha, gain_interval, identify, leaks
 from attacks.run_access import KNOWLEDGE_LEVELS, KNOWLEDGE_MEANING, check_knowledge, open_run
-from privfed.devices import resolve_device
 from privfed import RUN_FORMAT_VERSION
+from privfed.devices import resolve_device
 from privfed.errors import PrivfedError
 from privfed.io import write_json
 from privfed.models.mapping import embedding_matrix, to_common
 
 SHARED = ("shared.weight", "shared.bias")
-MAX_SERVER_IMAGES = 64
+#: server images the priors are fitted on and the null attack draws its guesses from
+MAX_SERVER_IMAGES = 256
+#: cap on each half of the identification pool (client images, and as many unseen ones)
+MAX_POOL_PER_SIDE = 1200
+POSITIONS = ("realistic", "worst-case", "oracle")
+#: images shown per reconstruction grid
+GRID_IMAGES = 8
 
 #: Iterations per method on ``observed`` rows when ``--iterations`` is not given. An observed
-#: update covers a whole local epoch (the quick preset: 7 steps of 32 images, momentum), which
-#: no attack inverts well, and the update-matching attacks simulate every local step per
+#: update covers a whole round of local training (the quick preset: 2 epochs of 13 Adam steps),
+#: which no attack inverts well, and the update-matching attacks simulate every local step per
 #: iteration; these caps keep a default ``privfed attack RUN --kind inversion`` on the quick
-#: preset to a few minutes on 2 CPU cores. Replays use each method's own default.
-#: Candidates reconstructed from an observed (whole-epoch) update when --max-images is not given.
+#: preset short. Replays use each method's own default.
 OBSERVED_MAX_IMAGES = 4
 OBSERVED_ITERATIONS = {"analytic": 200, "shared-analytic": 200, "inverting-gradients": 20, "dlg": 10, "idlg": 10,
                        "shared-gradient-matching": 50}
@@ -66,6 +80,7 @@ class InversionOptions:
     clients: list[int] | None = None  # None: every client of each round
     batch_size: int | None = None  # None (with local_steps None): attack the real observed update
     local_steps: int | None = None
+    trials: int = 1  # replays: independent batches attacked (more trials, tighter intervals)
     iterations: int | None = None  # None: each method's default
     max_images: int | None = None  # None: OBSERVED_MAX_IMAGES candidates for observed rows
     seed: int = 0
@@ -81,6 +96,8 @@ def _check_options(options: InversionOptions) -> list[str]:
         check_knowledge(level)
     if options.max_images is not None and options.max_images < 1:
         raise PrivfedError(f"--max-images must be at least 1, got {options.max_images}")
+    if options.trials < 1:
+        raise PrivfedError(f"--trials must be at least 1, got {options.trials}")
     for name, value in (("--batch-size", options.batch_size), ("--local-steps", options.local_steps), ("--iterations", options.iterations)):
         if value is not None and value < (0 if name == "--iterations" else 1):
             raise PrivfedError(f"{name} must be positive, got {value}")
@@ -94,10 +111,17 @@ def _check_options(options: InversionOptions) -> list[str]:
     return list(options.methods)
 
 
+def position_of(knowledge: str, source: str) -> str:
+    """realistic | worst-case | oracle: the attacker positions the study never mixes."""
+    if knowledge == "full":
+        return "oracle"
+    return "worst-case" if source == "replay" else "realistic"
+
+
 def _threat_model(options: InversionOptions, knowledge: str, r: int, k: int, source: str) -> str:
     what = "full model update" if options.target == "full-model" else "shared-layer update"
     how = ("the real update it received" if source == "observed"
-           else "a replayed update of a batch of the client's own images (worst case under chosen conditions)")
+           else "a replayed one-step gradient on a batch of the client's own images (worst case under chosen conditions)")
     return f"The server inverts client {k}'s {what} of round {r}, {how}; {KNOWLEDGE_MEANING[knowledge]}."
 
 
@@ -142,6 +166,119 @@ def _same_model_as(model: torch.nn.Module, seen: list) -> str | None:
     return None
 
 
+@dataclass
+class _Scored:
+    """One method's reconstructions of one attacked update, matched and scored with their null."""
+
+    rows: list[dict]  # per true image: the sample rows of the result JSON
+    psnr: list[float]
+    null_mean_psnr: list[float]  # the server's mean image as every guess
+    null_sample_psnr: list[float]  # the server's own images as guesses
+    ranks: list[int]
+    null_mean_ranks: list[int]
+    null_sample_ranks: list[int]
+    paired: bool
+    rec_index: list[int] = field(default_factory=list)  # reconstruction shown in each sample row
+    null_index: list[int] = field(default_factory=list)  # server-image guess matched to each row (paired)
+
+
+class _IdentificationPool:
+    """Per client: its training images plus as many images no client trained on (test images)."""
+
+    def __init__(self, view, seed: int) -> None:
+        self.view, self.seed, self._cache = view, seed, {}
+
+    def get(self, k: int) -> tuple[list[str], torch.Tensor]:
+        if k not in self._cache:
+            rng = np.random.default_rng(self.seed * 7919 + k)
+            members = list(self.view.client_ids(k))
+            unseen = list(getattr(self.view.split, "test", []) or [])
+            n = min(len(members), MAX_POOL_PER_SIDE)
+            members = [members[i] for i in sorted(rng.choice(len(members), n, replace=False))] if n < len(members) else members
+            m = min(len(unseen), n)
+            unseen = [unseen[i] for i in sorted(rng.choice(len(unseen), m, replace=False))] if m < len(unseen) else unseen
+            ids = members + unseen
+            self._cache[k] = (ids, self.view.images(ids)[0] if ids else torch.empty(0))
+        return self._cache[k]
+
+
+def _score(rec: torch.Tensor, truth_images: torch.Tensor, truth_ids: list[str], labels: list[int], predicted: list[int],
+           null_sample: torch.Tensor, mean_image: torch.Tensor | None, pool_ids: list[str], pool: torch.Tensor) -> _Scored:
+    """Match the attack's and both null attacks' guesses to the truth the same way; rank the pool."""
+    scores = score_reconstructions(rec, truth_images, truth_ids, labels, predicted)
+    matched = [truth_ids.index(s.sample_id) for s in scores]
+    paired = len(scores) == len(truth_ids)  # every true image matched on both sides: compare image by image
+
+    def null_attack(guesses: torch.Tensor) -> tuple[list[float], list[int], list[int]]:
+        """(PSNR per matched true image, rank of that image in the pool, guess index), like the attack."""
+        values = psnr_matrix(guesses, truth_images)
+        rows, cols = linear_sum_assignment(values, maximize=True)
+        guess_of = dict(zip(cols.tolist(), rows.tolist()))
+        sources = matched if paired else sorted(guess_of)
+        order = [guess_of[j] for j in sources]
+        psnrs = [min(float(values[guess_of[j], j]), PSNR_CAP) for j in sources]
+        return psnrs, _ranks(guesses[order], [truth_ids[j] for j in sources], pool_ids, pool), order
+
+    null_sample_psnr, null_sample_ranks, null_index = null_attack(null_sample)
+    null_mean_psnr, null_mean_ranks = [], []
+    if mean_image is not None:
+        null_mean_psnr, null_mean_ranks, _ = null_attack(mean_image[None].expand(len(rec), *mean_image.shape))
+    rec_index = [s.reconstruction_index for s in scores]
+    ranks = _ranks(rec[rec_index], [s.sample_id for s in scores], pool_ids, pool)
+    rows = [{**s.row(), "psnr": min(s.psnr, PSNR_CAP), "identification_rank": rank} for s, rank in zip(scores, ranks)]
+    return _Scored(rows, [min(s.psnr, PSNR_CAP) for s in scores], null_mean_psnr, null_sample_psnr, ranks,
+                   null_mean_ranks, null_sample_ranks, paired, rec_index, null_index if paired else [])
+
+
+def _ranks(guesses: torch.Tensor, source_ids: list[str], pool_ids: list[str], pool: torch.Tensor) -> list[int]:
+    """Rank of each guess's true image in the pool by SSIM (a source missing from the pool ranks last)."""
+    if not len(pool_ids):
+        return []
+    index = {i: n for n, i in enumerate(pool_ids)}
+    ident = identify(guesses, [index.get(s, 0) for s in source_ids], pool)
+    return [r if s in index else len(pool_ids) for r, s in zip(ident.ranks, source_ids)]
+
+
+def _merge(parts: list[_Scored]) -> _Scored:
+    """One row's figures over all its trials (each trial's lists concatenated)."""
+    out = _Scored([], [], [], [], [], [], [], all(p.paired for p in parts))
+    for p in parts:
+        for name in ("rows", "psnr", "null_mean_psnr", "null_sample_psnr", "ranks", "null_mean_ranks", "null_sample_ranks"):
+            getattr(out, name).extend(getattr(p, name))
+    return out
+
+
+def leakage_fields(scored: _Scored, pool_size: int, alpha: float = 0.05, seed: int = 0) -> dict:
+    """The null, gain and identification figures of one row (field names of docs/run-directory.md).
+
+    The null attack is the stronger (by mean PSNR) of two know-nothing guesses: the server's
+    own images and their mean. Choosing it after scoring favours the null, which only makes
+    a leakage claim harder.
+    """
+    candidates = [("server-images", scored.null_sample_psnr, scored.null_sample_ranks)]
+    if scored.null_mean_psnr:
+        candidates.append(("server-mean-image", scored.null_mean_psnr, scored.null_mean_ranks))
+    null_method, null_psnr, null_ranks = max(candidates, key=lambda c: float(np.mean(c[1])))
+    gain, gain_ci = gain_interval(scored.psnr, null_psnr, scored.paired, alpha=alpha, seed=seed)
+    found = Identification(scored.ranks, pool_size)
+    null_found = Identification(null_ranks, pool_size)
+    return {
+        "null_method": null_method,
+        "null_psnr_mean": float(np.mean(null_psnr)),
+        "null_psnrs": [float(v) for v in null_psnr],
+        "null_identification_ranks": list(null_ranks),
+        "gain_db": gain,
+        "gain_db_ci": gain_ci,
+        "gain_paired": scored.paired,
+        "identification_top1": found.top1,
+        "identification_top1_ci": found.interval(alpha),
+        "identification_chance": found.chance,
+        "identification_pool": pool_size,
+        "null_identification_top1": null_found.top1,
+        "null_identification_top1_ci": null_found.interval(alpha),
+    }
+
+
 def attack_view(view, options: InversionOptions, progress: bool = True) -> Path:
     """Run the attacks on an opened run (a :class:`attacks.run_access.RunView` or lookalike)."""
     view.require_target(options.target)
@@ -160,6 +297,7 @@ def attack_view(view, options: InversionOptions, progress: bool = True) -> Path:
     image_dir_name = f"inversion-{options.target}"
     server_ids = list(view.split.server)[:MAX_SERVER_IMAGES]
     server_images = view.images(server_ids)[0] if server_ids else None
+    pools = _IdentificationPool(view, options.seed)
 
     tasks = []
     for r in rounds:
@@ -170,100 +308,195 @@ def attack_view(view, options: InversionOptions, progress: bool = True) -> Path:
                 raise PrivfedError(f"--client {missing[0]} did not take part in round {r}; clients of that round: {clients}")
             clients = list(options.clients)
         tasks += [(r, k, knowledge) for k in clients for knowledge in options.knowledge]
+    trials = options.trials if options.replay else 1
 
     results = []
     seen_models: dict[tuple[int, int], list] = {}
-    from rich.progress import Progress
+    from privfed.progress import progress_bar
 
-    with Progress(disable=not progress, transient=True) as bar:
-        task_id = bar.add_task(f"inversion ({options.target})", total=len(tasks) * len(methods))
+    with progress_bar(enabled=progress) as bar:
+        task_id = bar.add_task(f"inversion ({options.target})", total=len(tasks) * len(methods) * trials)
         for r, k, knowledge in tasks:
             meta = view.client_meta(r, k)
             ids = view.client_ids(k)
             model = view.attacker_model(r, k, knowledge, device)
             twin = _same_model_as(model, seen_models.setdefault((r, k), []))
             if twin is not None:  # e.g. FedAvg: none, init and full all mean "the global model it sent"
-                copies = [dict(row, knowledge=knowledge, same_as_knowledge=twin,
+                copies = [dict(row, knowledge=knowledge, same_as_knowledge=twin, position=position_of(knowledge, row["source"]),
                                threat_model=_threat_model(options, knowledge, r, k, row["source"]))
                           for row in results if row["round"] == r and row["client"] == k and row["knowledge"] == twin]
                 results.extend(copies)
-                bar.advance(task_id, len(methods))
+                bar.advance(task_id, len(methods) * trials)
                 continue
             seen_models[(r, k)].append((knowledge, model))
             generator = torch.Generator().manual_seed(options.seed * 1000 + r * 97 + k)
+            prior = ImagePrior.from_server_images(server_images, model) if server_images is not None else ImagePrior(greyscale=False)
+            pool_ids, pool = pools.get(k)
+            source = "replay" if options.replay else "observed"
             if options.replay:
-                source = "replay"
                 batch = options.batch_size or int(meta.get("batch_size", 1))
-                step = ClientStep(lr=float(meta.get("lr", 0.01)), local_steps=options.local_steps or 1, batch_size=batch,
-                                  momentum=float(meta.get("momentum", 0.0) or 0.0))
-                chosen = torch.randperm(len(ids), generator=generator)[: min(batch, len(ids))].tolist()
-                truth_ids = [ids[i] for i in chosen]
-                images, labels = view.images(truth_ids)
-                client = view.attacker_model(r, k, "full", device)
-                names = list(SHARED) if view.algorithm == "partial" else [n for n, _ in client.named_parameters()]
-                update = client_update(client, images.to(device), labels.to(device), step, names, dp, generator)
-                num_images, num_samples = len(truth_ids), len(truth_ids)
+                step = ClientStep(lr=float(meta.get("lr", 0.01)), local_steps=options.local_steps or 1, batch_size=batch)
+                order = torch.randperm(len(ids), generator=generator).tolist()
+                batches = [[ids[order[(t * batch + j) % len(ids)]] for j in range(min(batch, len(ids)))] for t in range(trials)]
             else:
-                source = "observed"
                 step = ClientStep(lr=float(meta.get("lr", 0.01)), local_steps=int(meta.get("local_steps", 1)),
                                   batch_size=int(meta.get("batch_size", 1)), momentum=float(meta.get("momentum", 0.0) or 0.0),
                                   optimizer=str(meta.get("optimizer", "sgd")))
-                truth_ids = ids
+                batches = [ids]
+            per_method: dict[str, dict] = {m: {"scored": [], "seconds": 0.0, "iterations": 0, "labels": [], "features": [],
+                                               "grids": None} for m in methods}
+            for trial, truth_ids in enumerate(batches):
                 images, labels = view.images(truth_ids)
-                update = view.update(r, k)
-                num_samples = int(meta.get("num_samples", len(ids)))
-                num_images = min(options.max_images or OBSERVED_MAX_IMAGES, num_samples)
-            update = {n: t.to(device) for n, t in _restrict(update, model, options.target, seed_cfg).items()}
-            prior = ImagePrior.from_server_images(server_images, model) if server_images is not None else ImagePrior()
-            observation = Observation(model=model, update=update, step=step, num_images=num_images,
-                                      image_size=view.image_size, num_classes=view.num_classes,
-                                      target=options.target, prior=prior)
-            truth_features = _true_features(view, r, k, images, model, device) if options.target == "shared-layer" else None
+                if options.replay:
+                    client = view.attacker_model(r, k, "full", device)
+                    names = list(SHARED) if view.algorithm == "partial" else [n for n, _ in client.named_parameters()]
+                    update = client_update(client, images.to(device), labels.to(device), step, names, dp, generator)
+                    num_images = num_samples = len(truth_ids)
+                else:
+                    update = view.update(r, k)
+                    num_samples = int(meta.get("num_samples", len(ids)))
+                    num_images = min(options.max_images or OBSERVED_MAX_IMAGES, num_samples)
+                update = {n: t.to(device) for n, t in _restrict(update, model, options.target, seed_cfg).items()}
+                observation = Observation(model=model, update=update, step=step, num_images=num_images,
+                                          image_size=view.image_size, num_classes=view.num_classes,
+                                          target=options.target, prior=prior)
+                truth_features = _true_features(view, r, k, images, model, device) if options.target == "shared-layer" else None
+                if server_images is not None and len(server_images):
+                    pick = torch.randint(0, len(server_images), (num_images,), generator=generator)
+                    null_guesses = server_images[pick]
+                else:
+                    null_guesses = torch.full((num_images, 3, view.image_size, view.image_size), 0.5)
+                for method in methods:
+                    iterations = options.iterations
+                    if iterations is None and source == "observed":
+                        iterations = OBSERVED_ITERATIONS.get(method)
+                    attack = INVERSION_METHODS.get(method)(iterations=iterations, seed=options.seed + trial)
+                    start = time.perf_counter()
+                    rec = attack.reconstruct(observation)
+                    state = per_method[method]
+                    state["seconds"] += time.perf_counter() - start
+                    state["iterations"] = rec.iterations
+                    state["attack"] = attack
+                    scored = _score(rec.images.cpu(), images, truth_ids, labels.tolist(), rec.labels.tolist(),
+                                    null_guesses, prior.mean_image, pool_ids, pool)
+                    state["scored"].append(scored)
+                    if rec.features is not None and truth_features is not None:
+                        state["features"].append(_feature_error(rec.features, truth_features))
+                    state.setdefault("clusters", []).append(rec.stats.get("clusters_found"))
+                    if state["grids"] is None or len(state["grids"][0]) < GRID_IMAGES:
+                        truth_order = [truth_ids.index(row["sample_id"]) for row in scored.rows]
+                        null_order = scored.null_index or list(range(min(len(null_guesses), len(truth_order))))
+                        grids = (rec.images.cpu()[scored.rec_index], images[truth_order], null_guesses[null_order])
+                        state["grids"] = grids if state["grids"] is None else tuple(
+                            torch.cat([a, b]) for a, b in zip(state["grids"], grids))
+                    bar.advance(task_id)
             for method in methods:
-                iterations = options.iterations
-                if iterations is None and source == "observed":
-                    iterations = OBSERVED_ITERATIONS.get(method)
-                attack = INVERSION_METHODS.get(method)(iterations=iterations, seed=options.seed)
-                start = time.perf_counter()
-                rec = attack.reconstruct(observation)
-                seconds = time.perf_counter() - start
-                scores = score_reconstructions(rec.images, images, truth_ids, labels.tolist(), rec.labels.tolist())
+                state = per_method[method]
+                merged = _merge(state["scored"])
                 stem = f"r{r}-c{k}-{knowledge}-{method}-{source}"
-                order = [s.reconstruction_index for s in scores]
-                matched = [truth_ids.index(s.sample_id) for s in scores]
-                save_grid(out_dir / image_dir_name / f"{stem}.png", rec.images[order])
-                save_grid(out_dir / image_dir_name / f"{stem}-originals.png", images[matched])
-                psnrs = np.minimum([s.psnr for s in scores], PSNR_CAP)
-                # What the server gets without attacking at all: its own mean image as the guess.
-                baseline = (float(np.mean([min(psnr(prior.mean_image, images[i]), PSNR_CAP) for i in matched]))
-                            if prior.mean_image is not None else None)
-                feature_error = None
-                if rec.features is not None and truth_features is not None:
-                    feature_error = _feature_error(rec.features, truth_features)
+                rec_grid, orig_grid, null_grid = (g[:GRID_IMAGES] for g in state["grids"])
+                save_grid(out_dir / image_dir_name / f"{stem}.png", rec_grid)
+                save_grid(out_dir / image_dir_name / f"{stem}-originals.png", orig_grid)
+                save_grid(out_dir / image_dir_name / f"{stem}-null.png", null_grid)
+                psnrs = np.asarray(merged.psnr)
+                ssims = [row["ssim"] for row in merged.rows]
+                baseline = float(np.mean(merged.null_mean_psnr)) if merged.null_mean_psnr else None
+                attack = state["attack"]
+                seconds = state["seconds"]
                 results.append({
                     "attack": "inversion", "method": method, "target": options.target, "knowledge": knowledge,
+                    "position": position_of(knowledge, source),
                     "round": r, "client": k, "source": source, "arch": view.client_arch(k),
                     "batch_size": step.batch_size, "local_steps": step.local_steps, "num_samples": num_samples,
-                    "dp_level": dp.level, "n_trials": len(scores),
-                    "psnr_mean": float(np.mean(psnrs)), "psnr_max": float(np.max(psnrs)),
-                    "ssim_mean": float(np.mean([s.ssim for s in scores])), "ssim_max": float(np.max([s.ssim for s in scores])),
-                    "mse_mean": float(np.mean([s.mse for s in scores])),
+                    "trials": len(batches), "dp_level": dp.level, "n_trials": len(merged.rows),
+                    "psnr_mean": float(psnrs.mean()), "psnr_max": float(psnrs.max()),
+                    "ssim_mean": float(np.mean(ssims)), "ssim_max": float(np.max(ssims)),
+                    "mse_mean": float(np.mean([row["mse"] for row in merged.rows])),
+                    **leakage_fields(merged, len(pool_ids), seed=options.seed),
                     "baseline_psnr_mean": baseline,
-                    "psnr_gain_over_baseline": float(np.mean(psnrs)) - baseline if baseline is not None else None,
-                    "label_accuracy": float(np.mean([s.predicted_label == s.label for s in scores])),
-                    "feature_rel_error": feature_error, "features_recovered": rec.stats.get("clusters_found"),
-                    "seconds": seconds, "iterations": rec.iterations,
-                    "iterations_per_second": rec.iterations / seconds if seconds > 0 else None,
-                    "priors": attack.priors(prior), "paper": attack.paper,
+                    "psnr_gain_over_baseline": float(psnrs.mean()) - baseline if baseline is not None else None,
+                    "label_accuracy": float(np.mean([row["predicted_label"] == row["label"] for row in merged.rows])),
+                    "feature_rel_error": float(np.mean(state["features"])) if state["features"] else None,
+                    "features_recovered": _first(state.get("clusters")),
+                    "seconds": seconds, "iterations": state["iterations"],
+                    "iterations_per_second": state["iterations"] * len(batches) / seconds if seconds > 0 else None,
+                    "priors": attack.priors(prior), "prior_fit": prior.fitted(), "paper": attack.paper,
                     "threat_model": _threat_model(options, knowledge, r, k, source),
-                    "images": {"reconstructions": f"{image_dir_name}/{stem}.png", "originals": f"{image_dir_name}/{stem}-originals.png"},
-                    "samples": [{**s.row(), "psnr": min(s.psnr, PSNR_CAP)} for s in scores],
+                    "images": {"reconstructions": f"{image_dir_name}/{stem}.png", "originals": f"{image_dir_name}/{stem}-originals.png",
+                               "null": f"{image_dir_name}/{stem}-null.png"},
+                    "samples": merged.rows,
                 })
-                bar.advance(task_id)
     path = out_dir / f"inversion-{options.target}.json"
+    previous = _previous_results(path, results)
+    all_results = previous + results
     write_json(path, {"format_version": RUN_FORMAT_VERSION, "run": str(view.path), "target": options.target,
-                      "psnr_cap": PSNR_CAP, "results": results})
+                      "psnr_cap": PSNR_CAP, "positions": summarize_positions(all_results), "results": all_results})
     return path
+
+
+def _first(values):
+    values = [v for v in (values or []) if v is not None]
+    return values[0] if values else None
+
+
+def _row_key(row: dict) -> tuple:
+    return (row.get("source"), row.get("round"), row.get("client"), row.get("knowledge"), row.get("method"))
+
+
+def _previous_results(path: Path, new: list[dict]) -> list[dict]:
+    """Rows already in the file that this call did not redo (another source, round, client...) are kept.
+
+    So ``privfed compare`` can attack the observed updates and then a replay of the same run
+    into one file, and a later call for one more client adds to it.
+    """
+    if not path.is_file():
+        return []
+    from privfed.io import read_json
+
+    try:
+        data = read_json(path)
+    except PrivfedError:
+        return []
+    redone = {_row_key(row) for row in new}
+    old = data.get("results", []) if isinstance(data, dict) else []
+    return [row for row in old if isinstance(row, dict) and "position" in row and _row_key(row) not in redone]
+
+
+def summarize_positions(results: list[dict], alpha: float = 0.05) -> dict:
+    """Per attacker position, the strongest row with Bonferroni-widened intervals and the verdict.
+
+    The strongest row is the one with the highest lower gain bound at the family level
+    alpha / rows: picking the best of many rows cannot then turn chance into a claim.
+    """
+    out = {}
+    for position in POSITIONS:
+        rows = [r for r in results if r.get("position") == position]
+        keys = {(r["knowledge"],) + _row_key(r)[:3] + (r["method"],) for r in rows}
+        rows = [r for r in rows  # a copy whose original is in the same position counts once
+                if not r.get("same_as_knowledge") or (r["same_as_knowledge"],) + _row_key(r)[:3] + (r["method"],) not in keys]
+        if not rows:
+            continue
+        level = familywise_alpha(len(rows), alpha)
+        best, best_key = None, None
+        for row in rows:
+            gain, gain_ci = gain_interval([s["psnr"] for s in row["samples"]], row["null_psnrs"], row["gain_paired"], alpha=level)
+            found = Identification([s["identification_rank"] for s in row["samples"]], row["identification_pool"])
+            null_found = Identification(row["null_identification_ranks"], row["identification_pool"])
+            entry = {
+                "method": row["method"], "knowledge": row["knowledge"], "source": row["source"], "round": row["round"],
+                "client": row["client"], "psnr_mean": row["psnr_mean"], "null_psnr_mean": row["null_psnr_mean"],
+                "gain_db": gain, "gain_db_ci": gain_ci, "identification_top1": row["identification_top1"],
+                "identification_top1_ci": found.interval(level), "identification_chance": row["identification_chance"],
+                "null_identification_top1": row["null_identification_top1"],
+                "null_identification_top1_ci": null_found.interval(level), "n_images": len(row["samples"]),
+                "images": row.get("images"),
+            }
+            entry["leaks"] = leaks(entry["gain_db_ci"], entry["identification_top1_ci"], entry["null_identification_top1_ci"])
+            key = (entry["leaks"], entry["gain_db_ci"][0] if entry["gain_db_ci"] else -np.inf, entry["identification_top1_ci"][0])
+            if best_key is None or key > best_key:
+                best, best_key = entry, key
+        out[position] = {**best, "rows": len(rows), "familywise_alpha": level}
+    return out
 
 
 def run_inversion_attacks(run_dir: Path, options: InversionOptions, progress: bool = True) -> Path:

@@ -45,7 +45,7 @@ class SharedAnalytic(InversionAttack):
     name = "shared-analytic"
     default_iterations = 300
     paper = "Phong et al. 2017 (analytic linear-layer inputs); Mahendran & Vedaldi 2015 (feature inversion)"
-    priors_used = ("box[0,1]", "greyscale", "tv", "server-mean-init")
+    priors_used = ("box", "greyscale", "tv", "server-mean-init")
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         generator = torch.Generator().manual_seed(self.seed)

@@ -36,6 +36,7 @@ def attack(
     client: str = typer.Option(None, "--client", help="Client(s) to attack (comma list); default: all."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Inversion: replay a client step on this many of its images (default: the run's observed updates as sent)."),
     local_steps: int = typer.Option(None, "--local-steps", min=1, help="Inversion: local steps in the replayed client update (default: the engine's own)."),
+    trials: int = typer.Option(1, "--trials", min=1, help="Inversion replays: repeat on this many different batches of the client's images (intervals need at least 2 images)."),
     iterations: int = typer.Option(None, "--iterations", min=1, help="Inversion: optimisation iterations per attack (default: each method's own)."),
     max_images: int = typer.Option(None, "--max-images", min=1, help="Inversion: images reconstructed from an observed update per result (default 4; a replay reconstructs its whole batch)."),
     reference_models: int = typer.Option(4, "--reference-models", min=1, help="Membership: reference (shadow) models the attacker trains for LiRA/RMIA."),
@@ -74,7 +75,7 @@ def attack(
             options = InversionOptions(
                 target=t, knowledge=knowledge_levels, methods=_names(method) if kind == "inversion" else None,
                 rounds=_int_list(round_, "--round"), clients=_int_list(client, "--client"), batch_size=batch_size,
-                local_steps=local_steps, iterations=iterations, max_images=max_images, seed=seed, device=device,
+                local_steps=local_steps, trials=trials, iterations=iterations, max_images=max_images, seed=seed, device=device,
             )
             outputs.append(run_inversion_attacks(run_dir, options))
         if kind in ("membership", "all"):

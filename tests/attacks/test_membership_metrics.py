@@ -13,7 +13,9 @@ from attacks.metrics.membership import (
     balanced_accuracy,
     clopper_pearson,
     downsample_roc,
+    auc_delong_interval,
     epsilon_lower_bound,
+    epsilon_lower_bound_from_scores,
     evaluate_membership,
     roc_curve,
     tpr_at_fpr,
@@ -111,3 +113,51 @@ def test_evaluate_is_deterministic_and_bounded():
     assert a.tpr_at_1pct_fpr_ci[0] <= a.tpr_at_1pct_fpr <= a.tpr_at_1pct_fpr_ci[1]
     assert 0.5 <= a.balanced_accuracy <= 1 and a.n_members == 300
     assert 0.7 < a.auc < 0.83  # Phi(1/sqrt 2) = 0.76
+
+
+def test_split_half_bound_is_a_lower_bound_on_scores_without_signal():
+    """The study issue's null test: 500 independent trials, 500 members per side, true epsilon 0."""
+    rng = np.random.default_rng(2024)
+    bounds = [
+        epsilon_lower_bound_from_scores(rng.normal(size=500), rng.normal(size=500), delta=1e-5, seed=trial)
+        for trial in range(500)
+    ]
+    assert np.mean(np.asarray(bounds) > 0) <= 0.05
+    # the best-of-all-thresholds bound on the same data alarms far more often (why it is not reported)
+    rng = np.random.default_rng(2024)
+    biased = [epsilon_lower_bound(roc_curve(rng.normal(size=500), rng.normal(size=500)), 1e-5) for _ in range(200)]
+    assert np.mean(np.asarray(biased) > 0) > 0.05
+
+
+def test_split_half_bound_stays_below_a_known_epsilon_and_finds_it():
+    """Randomised response with epsilon 1: a member answers 1 with probability e/(1+e), a non-member 1/(1+e).
+
+    Any test on these answers has TPR <= e^1 FPR, so a valid 95% bound exceeds 1 in at most 5% of
+    trials, and with 4000 per side it is well above 0.
+    """
+    eps, n = 1.0, 4000
+    p = math.exp(eps) / (1 + math.exp(eps))
+    bounds = []
+    for trial in range(40):
+        rng = np.random.default_rng(trial)
+        members = (rng.random(n) < p).astype(float)
+        nonmembers = (rng.random(n) < 1 - p).astype(float)
+        bounds.append(epsilon_lower_bound_from_scores(members, nonmembers, delta=0.0, seed=trial))
+    assert np.mean(np.asarray(bounds) > eps) <= 0.05 and np.median(bounds) > 0.7
+
+
+def test_delong_interval_covers_the_true_auc():
+    """Scores N(1, 1) against N(0, 1): AUC = Phi(1 / sqrt 2); 95% intervals cover it in about 95% of trials."""
+    from scipy.stats import norm
+
+    truth = norm.cdf(1 / math.sqrt(2))
+    rng = np.random.default_rng(7)
+    covered = []
+    for _ in range(300):
+        lo, hi = auc_delong_interval(rng.normal(1, 1, 150), rng.normal(0, 1, 150))
+        covered.append(lo <= truth <= hi)
+    assert 0.91 <= np.mean(covered) <= 0.99
+    lo, hi = auc_delong_interval(rng.normal(1, 1, 150), rng.normal(0, 1, 150), alpha=0.05 / 20)
+    wide_lo, wide_hi = lo, hi
+    lo, hi = auc_delong_interval(rng.normal(1, 1, 150), rng.normal(0, 1, 150))
+    assert wide_hi - wide_lo > 1.3 * (hi - lo)  # a familywise level widens it (z 3.02 against 1.96)

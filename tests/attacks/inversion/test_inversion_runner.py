@@ -25,6 +25,7 @@ RESULT_FIELDS = {
 class FakeSplit:
     clients: list
     server: list
+    test: list = field(default_factory=list)
 
 
 @dataclass
@@ -47,7 +48,7 @@ class FakeRun:
 
     @property
     def split(self):
-        return FakeSplit(clients=[["c0", "c1", "c2", "c3"]], server=["s0", "s1", "s2"])
+        return FakeSplit(clients=[["c0", "c1", "c2", "c3"]], server=["s0", "s1", "s2"], test=["t0", "t1"])
 
     def require_target(self, target):
         if target not in ("full-model", "shared-layer"):
@@ -80,9 +81,9 @@ class FakeRun:
 
 @pytest.fixture
 def fake_run(tmp_path, simple_model, smooth):
-    images = smooth(7, seed=9)
-    ids = ["c0", "c1", "c2", "c3", "s0", "s1", "s2"]
-    labels = [0, 1, 1, 0, 0, 1, 0]
+    images = smooth(9, seed=9)
+    ids = ["c0", "c1", "c2", "c3", "s0", "s1", "s2", "t0", "t1"]
+    labels = [0, 1, 1, 0, 0, 1, 0, 1, 0]
     update = client_update(simple_model, images[:4], torch.tensor(labels[:4]), ClientStep(lr=0.01, local_steps=2, batch_size=2),
                            [n for n, _ in simple_model.named_parameters()])
     return FakeRun(tmp_path, dict(zip(ids, images)), dict(zip(ids, labels)), simple_model, update)
