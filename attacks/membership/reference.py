@@ -34,20 +34,23 @@ class ReferenceSignals:
     """Signals of M reference models on P pool samples.
 
     ``phi``/``prob``: (M, P) logit-scaled and plain true-class confidence;
-    ``in_mask``: (M, P) True where the sample was in model m's training set.
+    ``in_mask``: (M, P) True where the sample was in model m's training set;
+    ``logits``: (M, P, classes), for signals at another softmax temperature (RMIA).
     """
 
     phi: np.ndarray
     prob: np.ndarray
     in_mask: np.ndarray
     seconds: float = 0.0
+    logits: np.ndarray | None = None
 
     @property
     def n_models(self) -> int:
         return int(self.phi.shape[0])
 
     def take(self, index: np.ndarray) -> ReferenceSignals:
-        return ReferenceSignals(self.phi[:, index], self.prob[:, index], self.in_mask[:, index], self.seconds)
+        logits = self.logits[:, index] if self.logits is not None else None
+        return ReferenceSignals(self.phi[:, index], self.prob[:, index], self.in_mask[:, index], self.seconds, logits)
 
 
 def balanced_halves(n_samples: int, n_models: int, rng: np.random.Generator) -> np.ndarray:
@@ -78,7 +81,7 @@ def train_reference_signals(
 ) -> ReferenceSignals:
     """Train one model per row of ``in_mask`` and read its signals on the whole pool."""
     start = time.perf_counter()
-    phis, probs = [], []
+    phis, probs, all_logits = [], [], []
     for m, row in enumerate(in_mask):
         index = torch.as_tensor(np.flatnonzero(row))
         model = train_shadow_model(
@@ -96,6 +99,8 @@ def train_reference_signals(
         logits = model_logits(model, pool_images, device=device)
         phis.append(true_class_phi(logits, pool_labels))
         probs.append(true_class_prob(logits, pool_labels))
+        all_logits.append(logits.numpy())
         if on_model_done is not None:
             on_model_done()
-    return ReferenceSignals(np.stack(phis), np.stack(probs), np.asarray(in_mask, bool), time.perf_counter() - start)
+    return ReferenceSignals(np.stack(phis), np.stack(probs), np.asarray(in_mask, bool), time.perf_counter() - start,
+                            np.stack(all_logits))

@@ -33,7 +33,8 @@ from attacks.membership.shadow import ShadowConfig
 from attacks.membership.signals import model_logits
 from privfed.devices import resolve_device
 from attacks.membership.update import SHARED_KEYS
-from attacks.metrics.membership import evaluate_membership
+from attacks.metrics.leakage import familywise_alpha
+from attacks.metrics.membership import ALPHA, auc_delong_interval, epsilon_lower_bound_from_scores, evaluate_membership
 from privfed.errors import PrivfedError
 from privfed.io import write_json
 
@@ -214,7 +215,7 @@ def _validate(view, options: MembershipOptions) -> tuple[list[str], list[str], l
 
 def run_membership_on_view(view, options: MembershipOptions, progress: bool = True) -> Path:
     """Same as :func:`run_membership_attacks` for an already opened run (tests pass a stand-in)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from privfed.progress import progress_bar
 
     methods, knowledge, clients = _validate(view, options)
     target = options.target
@@ -248,8 +249,9 @@ def run_membership_on_view(view, options: MembershipOptions, progress: bool = Tr
     n_ref = options.reference_models * (("offline_reference" in needs) + ("online_reference" in needs))
 
     results, skipped = [], []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    scores_of: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # row index -> (member, non-member) scores
+    seen_updates: dict[str, list] = {}  # candidates -> [(knowledge, models of its observed rounds)]
+    with progress_bar(enabled=progress) as bar:
         ref_task = bar.add_task("membership: reference models", total=n_ref or 1, visible=needs_pool and n_ref > 0)
         attack_task = bar.add_task(f"membership ({target}): attacks", total=total)
         bank = None
@@ -263,6 +265,17 @@ def run_membership_on_view(view, options: MembershipOptions, progress: bool = Tr
             images, labels = image_cache[cand.model]
             n = len(cand.member_ids)
             label = kn if kn is not None else knowledge[0]
+            if kn is not None and job_methods == update_methods and target == "full-model":
+                twin = _same_updates(view, cand.client, kn, options.rounds, seen_updates.setdefault(cand.model, []))
+                if twin is not None:  # FedAvg: every knowledge level is the global model it sent
+                    originals = [i for i, r in enumerate(results) if r["model"] == cand.model and r["knowledge"] == twin
+                                 and r["method"] in update_methods and i in scores_of]
+                    for i in originals:
+                        scores_of[len(results)] = scores_of[i]
+                        results.append(dict(results[i], knowledge=kn, same_as_knowledge=twin, position=position_of(kn),
+                                            threat_model=_threat_model(attacks[results[i]["method"]], target, kn)))
+                    bar.advance(attack_task, len(job_methods))
+                    continue
             try:
                 model = None
                 if any(m in score_methods for m in job_methods):
@@ -311,6 +324,7 @@ def run_membership_on_view(view, options: MembershipOptions, progress: bool = Tr
                         "method": method,
                         "target": target,
                         "knowledge": label,
+                        "position": position_of(label),
                         "model": cand.model,
                         **{key: value for key, value in metrics.to_dict().items() if key != "roc"},
                         "epsilon_claimed": view.epsilon_claimed(k),
@@ -321,6 +335,7 @@ def run_membership_on_view(view, options: MembershipOptions, progress: bool = Tr
                         "rounds": [u.round for u in updates] if "updates" in attack.requires else None,
                         "roc": metrics.roc,
                     }
+                    scores_of[len(results)] = (scores[:n], scores[n:])
                     results.append(row)
                     bar.advance(attack_task)
             except PrivfedError as exc:
@@ -336,6 +351,8 @@ def run_membership_on_view(view, options: MembershipOptions, progress: bool = Tr
         "format_version": FORMAT_VERSION,
         "run": str(view.path),
         "target": target,
+        "server_receives_target": server_receives(view.algorithm, target),
+        "positions": summarize_positions(results, scores_of, view.delta(), options.seed),
         "options": asdict(options),
         "results": results,
         "skipped": skipped,
@@ -343,6 +360,63 @@ def run_membership_on_view(view, options: MembershipOptions, progress: bool = Tr
     if options.plot:
         payload["plot"] = plot_roc(results, out.parent / f"membership-{target}" / "roc.png", target)
     write_json(out, payload)
+    return out
+
+
+def position_of(knowledge: str) -> str:
+    """realistic (what the server holds, knowledge none/init) or oracle (the client's real weights)."""
+    return "oracle" if knowledge == "full" else "realistic"
+
+
+def server_receives(algorithm: str, target: str) -> bool:
+    """Whether ``target`` is what the server really receives (the arm's headline), not a restriction of it."""
+    from attacks.run_access import FULL_MODEL_ALGORITHMS
+
+    return (target == "full-model") == (algorithm in FULL_MODEL_ALGORITHMS)
+
+
+def _same_updates(view, k: int, knowledge: str, rounds, seen: list) -> str | None:
+    """The knowledge level already attacked whose models of client k's observed rounds are identical."""
+    chosen = [r for r in view.observed_rounds() if (rounds is None or r in rounds) and k in view.round_clients(r)]
+    states = [view.attacker_model(r, k, knowledge).state_dict() for r in chosen]
+    for level, other in seen:
+        if len(other) == len(states) and all(a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+                                             for a, b in zip(states, other)):
+            return level
+    seen.append((knowledge, states))
+    return None
+
+
+def summarize_positions(results: list[dict], scores_of: dict, delta: float, seed: int = 0, alpha: float = ALPHA) -> dict:
+    """Per attacker position, the strongest attack with intervals widened for the rows it was picked from.
+
+    With m rows in a position, each AUC interval (DeLong) and each epsilon lower bound is taken
+    at level alpha / m (Bonferroni), so reporting the best of them keeps the chance of any
+    false claim at alpha. The strongest row is the one with the highest lower AUC bound.
+    """
+    out = {}
+    for position in ("realistic", "oracle"):
+        rows = [i for i, r in enumerate(results) if r.get("position") == position and i in scores_of]
+        present = {(results[i]["knowledge"], results[i]["method"], results[i]["model"]) for i in rows}
+        rows = [i for i in rows  # a copy whose original is in the same position counts once
+                if (results[i].get("same_as_knowledge"), results[i]["method"], results[i]["model"]) not in present]
+        if not rows:
+            continue
+        level = familywise_alpha(len(rows), alpha)
+        best = None
+        for i in rows:
+            members, nonmembers = scores_of[i]
+            ci = auc_delong_interval(members, nonmembers, alpha=level)
+            entry = {"method": results[i]["method"], "knowledge": results[i]["knowledge"], "model": results[i]["model"],
+                     "auc": results[i]["auc"], "auc_ci": ci, "tpr_at_1pct_fpr": results[i]["tpr_at_1pct_fpr"],
+                     "tpr_at_01pct_fpr": results[i]["tpr_at_01pct_fpr"],
+                     "epsilon_lower_bound": epsilon_lower_bound_from_scores(members, nonmembers, delta, seed=seed, alpha=level),
+                     "n_members": len(members)}
+            if best is None or ci[0] > best["auc_ci"][0]:
+                best = entry
+        out[position] = {**best, "leaks": best["auc_ci"][0] > 0.5, "rows": len(rows), "familywise_alpha": level,
+                         "epsilon_lower_bound": max(
+                             epsilon_lower_bound_from_scores(*scores_of[i], delta, seed=seed, alpha=level) for i in rows)}
     return out
 
 
