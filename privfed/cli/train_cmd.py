@@ -42,6 +42,7 @@ def register(app: typer.Typer) -> None:
     presets = ", ".join(PRESETS)
     archs = ", ".join(ARCHITECTURES)
     from privfed.dp import LEVEL_HELP
+    from privfed.dp.config import NEIGHBOURING_HELP
 
     dp_help = "Differential privacy level. " + " ".join(f"{name}: {text}" for name, text in LEVEL_HELP.items())
 
@@ -80,6 +81,8 @@ def register(app: typer.Typer) -> None:
         max_grad_norm: Optional[float] = typer.Option(None, help="DP clipping norm."),
         target_epsilon: Optional[float] = typer.Option(None, help="DP target epsilon (solves the noise multiplier)."),
         delta: Optional[float] = typer.Option(None, help="DP delta (default min(1e-5, 1/n))."),
+        neighbouring: Optional[str] = typer.Option(None, help="What epsilon is a promise about. " + " ".join(
+            f"{name}: {text}." for name, text in NEIGHBOURING_HELP.items()) + " Default: replace for --dp-level client, add-remove for sample."),
         out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<time>-<algorithm>)."),
         resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory after its last finished round."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -100,7 +103,7 @@ def register(app: typer.Typer) -> None:
         if dp_flag and dp is None:
             dp = "sample"
         dp_options = {"level": dp, "noise_multiplier": noise_multiplier, "max_grad_norm": max_grad_norm,
-                      "target_epsilon": target_epsilon, "delta": delta}
+                      "target_epsilon": target_epsilon, "delta": delta, "neighbouring": neighbouring}
         command = "privfed " + shlex.join(sys.argv[1:])
         if resume is not None:
             flags = {**options, **{f"dp_{k}" if k == "level" else k: v for k, v in dp_options.items()},

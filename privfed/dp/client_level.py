@@ -4,7 +4,11 @@ https://arxiv.org/abs/1710.06963; Geyer et al. 2017).
 The client clips its whole update (the full model, or only ``shared`` for partial) to
 L2 norm ``max_grad_norm`` and adds N(0, (noise_multiplier * max_grad_norm)^2) to every
 coordinate, so one hospital's entire contribution has bounded influence. Accounting:
-Opacus' RDP accountant, one step per participated round at sample rate 1. Amplification
+Opacus' RDP accountant, one step per participated round at sample rate 1, for the run's
+neighbouring relation: by default *replacing* one hospital's data, which can move the
+clipped update from +C to -C, a sensitivity of 2C, so the Gaussian mechanism is accounted
+at noise multiplier sigma / 2 (``--neighbouring add-remove`` accounts sensitivity C, the
+textbook DP-FedAvg figure, which assumes the message could be absent). Amplification
 by client sampling (rate clients_per_round / num_clients) would assume the participant
 set is secret, but privfed's adversary is the server, which picks the participants; so
 the epsilon we report is the one that holds against it.
@@ -59,13 +63,15 @@ class ClientLevelPrivacy(AccountedPrivacy):
         self.sample_rate = 1.0  # the server chooses participants: no amplification against it
         self.delta = float(config.delta) if config.delta is not None else default_delta(num_clients)
         self.max_grad_norm = float(config.max_grad_norm)
+        self.neighbouring = config.relation
+        factor = config.sensitivity_factor  # noise std sigma C against a sensitivity of factor x C
         if config.noise_multiplier is not None:
             self.noise_multiplier = float(config.noise_multiplier)
         else:
-            self.noise_multiplier = solve_noise_multiplier(
+            self.noise_multiplier = factor * solve_noise_multiplier(
                 float(config.target_epsilon), self.delta, self.sample_rate, max(1, int(rounds)), f"{rounds} rounds"
             )
-        self._accountant = PersistentAccountant(self.noise_multiplier, self.sample_rate, self.delta)
+        self._accountant = PersistentAccountant(self.noise_multiplier / factor, self.sample_rate, self.delta)
 
     @property
     def steps(self) -> int:

@@ -29,6 +29,25 @@ LEVEL_HELP: dict[str, str] = {
 
 LEVELS: tuple[str, ...] = tuple(LEVEL_HELP)
 
+#: Which datasets count as neighbours, i.e. what the epsilon is a promise about.
+NEIGHBOURING_HELP: dict[str, str] = {
+    "replace": (
+        "replacing one record by another (one hospital's data by any other): the client level's "
+        "default, since every client's clipped update is sent and seen, so a replaced hospital moves "
+        "its message by up to 2 x --max-grad-norm"
+    ),
+    "add-remove": (
+        "adding or removing one record: the sample level's relation (Opacus' accountant for Poisson "
+        "subsampling); for the client level it assumes a hospital's message can be absent, and gives "
+        "a smaller epsilon than replace for the same noise"
+    ),
+}
+NEIGHBOURING: tuple[str, ...] = tuple(NEIGHBOURING_HELP)
+
+
+def default_neighbouring(level: str) -> str:
+    return "replace" if level == "client" else "add-remove"
+
 #: Default delta is min(DEFAULT_DELTA, 1/n), n = records protected (images or clients).
 DEFAULT_DELTA = 1e-5
 
@@ -57,6 +76,18 @@ class DPConfig:
     max_grad_norm: float = 1.0
     target_epsilon: float | None = None
     delta: float | None = None
+    #: None: the level's own (see NEIGHBOURING_HELP); stored resolved in config.json
+    neighbouring: str | None = None
+
+    @property
+    def relation(self) -> str:
+        """The neighbouring relation the epsilon holds for."""
+        return self.neighbouring or default_neighbouring(self.level)
+
+    @property
+    def sensitivity_factor(self) -> float:
+        """How many clipping norms one neighbour moves what is released: 2 for replace at the client level."""
+        return 2.0 if self.level == "client" and self.relation == "replace" else 1.0
 
     @property
     def enabled(self) -> bool:
@@ -82,6 +113,16 @@ class DPConfig:
                 raise PrivfedError(
                     f"--delta must be strictly between 0 and 1 (use well below 1/number of records), got {self.delta}"
                 )
+        if self.neighbouring is not None and self.neighbouring not in NEIGHBOURING:
+            raise PrivfedError(
+                f"unknown --neighbouring {self.neighbouring!r}{closest(str(self.neighbouring), NEIGHBOURING)}; "
+                f"choose one of: {', '.join(NEIGHBOURING)}"
+            )
+        if self.level == "sample" and self.relation == "replace":
+            raise PrivfedError(
+                "--neighbouring replace is for --dp-level client; sample-level DP-SGD is accounted for adding or "
+                "removing one image (Poisson subsampling), use --neighbouring add-remove or leave it out"
+            )
         if self.enabled:
             if self.noise_multiplier is not None and self.target_epsilon is not None:
                 raise PrivfedError(
@@ -99,5 +140,6 @@ class DPConfig:
     @classmethod
     def from_dict(cls, data: dict | None) -> DPConfig:
         data = dict(data or {})
-        known = {k: data[k] for k in ("level", "noise_multiplier", "max_grad_norm", "target_epsilon", "delta") if k in data}
+        known = {k: data[k] for k in ("level", "noise_multiplier", "max_grad_norm", "target_epsilon", "delta", "neighbouring")
+                 if k in data}
         return cls(**known)

@@ -297,7 +297,7 @@ class TrainConfig:
             common_width=self.common_width if self.common_width is not None else max(widths),
             clients_per_round=self.clients_per_round if self.clients_per_round is not None else n,
             observe=self.observed_rounds(),
-            dp=dataclasses.replace(self.dp),
+            dp=dataclasses.replace(self.dp, neighbouring=self.dp.relation if self.dp.enabled else self.dp.neighbouring),
             data=_absolute_data(self.data),
         )
 

@@ -463,6 +463,7 @@ class _Engine:
         summary.update({
             "bytes_up_total": up, "bytes_down_total": down, "bytes_per_round": (up + down) / len(rows) if rows else 0,
             "wall_seconds": elapsed, "dp_level": c.dp.level,
+            "dp_neighbouring": c.dp.relation if c.dp.level != "none" else None,
             "epsilon": max(epsilons) if epsilons else None,
             "delta": _attr(privacy, "delta", c.dp.delta),
             "noise_multiplier": _attr(privacy, "noise_multiplier", c.dp.noise_multiplier),

@@ -128,6 +128,7 @@ class RunRecorder:
         summary.update({
             "bytes_up_total": up, "bytes_down_total": down, "bytes_per_round": (up + down) / len(rows) if rows else 0,
             "wall_seconds": elapsed, "dp_level": c.dp.level, "epsilon": max(epsilons) if epsilons else None,
+            "dp_neighbouring": c.dp.relation if dp_on else None,
             "delta": c.dp.delta if dp_on else None, "noise_multiplier": c.dp.noise_multiplier if dp_on else None,
             "max_grad_norm": c.dp.max_grad_norm if dp_on else None,
             "privfed_version": __version__, "format_version": RUN_FORMAT_VERSION,

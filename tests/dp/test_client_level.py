@@ -6,6 +6,8 @@ import json
 import math
 
 import pytest
+
+from privfed.errors import PrivfedError
 import torch
 from opacus.accountants import RDPAccountant
 
@@ -61,8 +63,8 @@ def test_epsilon_is_rdp_over_participated_rounds_without_sampling_amplification(
     update = {"w": torch.zeros(4)}
     for participated in range(1, 4):
         privacy.privatize(update, torch.Generator().manual_seed(participated))
-        reference = RDPAccountant()
-        reference.history = [(1.3, 1.0, participated)]
+        reference = RDPAccountant()  # replacing one hospital: sensitivity 2C, i.e. noise multiplier 1.3 / 2
+        reference.history = [(1.3 / 2, 1.0, participated)]
         assert privacy.epsilon() == pytest.approx(reference.get_epsilon(delta=1e-5), rel=1e-12)
     state = json.loads(json.dumps(privacy.state_dict()))
     restored = make(noise=1.3, num_clients=10, per_round=3)
@@ -73,5 +75,21 @@ def test_epsilon_is_rdp_over_participated_rounds_without_sampling_amplification(
 def test_client_target_epsilon_is_met_over_all_rounds() -> None:
     privacy = ClientLevelPrivacy(DPConfig("client", target_epsilon=5.0, delta=1e-3), 20, 5, rounds=10)
     reference = RDPAccountant()
-    reference.history = [(privacy.noise_multiplier, 1.0, 10)]
+    reference.history = [(privacy.noise_multiplier / 2, 1.0, 10)]
     assert 5.0 - 0.02 <= reference.get_epsilon(delta=1e-3) <= 5.0
+
+
+def test_replacing_a_hospital_costs_twice_the_sensitivity_of_adding_one() -> None:
+    """The study issue's figures: sigma 1 over 5 rounds is 30.1 for replace-one (2C) and 12.3 for add/remove (C)."""
+    epsilons = {}
+    for relation in ("replace", "add-remove"):
+        privacy = ClientLevelPrivacy(DPConfig("client", noise_multiplier=1.0, neighbouring=relation), 4, 4, rounds=5)
+        for r in range(5):
+            privacy.privatize({"w": torch.zeros(3)}, torch.Generator().manual_seed(r))
+        epsilons[relation] = privacy.epsilon()
+        assert privacy.neighbouring == relation and privacy.noise_multiplier == 1.0  # the noise itself is unchanged
+    assert epsilons["replace"] == pytest.approx(30.13, abs=0.01) and epsilons["add-remove"] == pytest.approx(12.30, abs=0.01)
+    assert DPConfig("client", noise_multiplier=1.0).relation == "replace"
+    assert DPConfig("sample", noise_multiplier=1.0).relation == "add-remove"
+    with pytest.raises(PrivfedError, match="--neighbouring replace is for --dp-level client"):
+        DPConfig("sample", noise_multiplier=1.0, neighbouring="replace").validate()
