@@ -32,6 +32,11 @@ KNOWLEDGE_MEANING = {
 }
 
 
+def server_receives(algorithm: str, target: str) -> bool:
+    """Whether ``target`` is what the server really receives (the arm's headline), not a restriction of it."""
+    return (target == "full-model") == (algorithm in FULL_MODEL_ALGORITHMS)
+
+
 def check_knowledge(knowledge: str) -> str:
     if knowledge not in KNOWLEDGE_LEVELS:
         raise PrivfedError(f"unknown --knowledge {knowledge!r}; choose one of: {', '.join(KNOWLEDGE_LEVELS)}")

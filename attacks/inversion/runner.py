@@ -45,7 +45,7 @@ from attacks.inversion.priors import ImagePrior
 from attacks.inversion.simulate import DPMechanism, client_update
 from attacks.metrics.image import PSNR_CAP, psnr, psnr_matrix, score_reconstructions
 from attacks.metrics.leakage import Identification, familywise_alpha, gain_interval, identify, leaks
-from attacks.run_access import KNOWLEDGE_LEVELS, KNOWLEDGE_MEANING, check_knowledge, open_run
+from attacks.run_access import KNOWLEDGE_LEVELS, KNOWLEDGE_MEANING, check_knowledge, open_run, server_receives
 from privfed import RUN_FORMAT_VERSION
 from privfed.devices import resolve_device
 from privfed.errors import PrivfedError
@@ -279,7 +279,7 @@ def leakage_fields(scored: _Scored, pool_size: int, alpha: float = 0.05, seed: i
     }
 
 
-def attack_view(view, options: InversionOptions, progress: bool = True) -> Path:
+def attack_view(view, options: InversionOptions, progress: bool = True, command: str | None = None) -> Path:
     """Run the attacks on an opened run (a :class:`attacks.run_access.RunView` or lookalike)."""
     view.require_target(options.target)
     methods = _check_options(options)
@@ -427,10 +427,14 @@ def attack_view(view, options: InversionOptions, progress: bool = True) -> Path:
                     "samples": merged.rows,
                 })
     path = out_dir / f"inversion-{options.target}.json"
-    previous = _previous_results(path, results)
+    previous, commands = _previous_results(path, results)
     all_results = previous + results
+    if command:
+        commands = [c for c in commands if c != command] + [command]
     write_json(path, {"format_version": RUN_FORMAT_VERSION, "run": str(view.path), "target": options.target,
-                      "psnr_cap": PSNR_CAP, "positions": summarize_positions(all_results), "results": all_results})
+                      "server_receives_target": server_receives(view.algorithm, options.target),
+                      "psnr_cap": PSNR_CAP, "commands": commands, "positions": summarize_positions(all_results),
+                      "results": all_results})
     return path
 
 
@@ -443,23 +447,26 @@ def _row_key(row: dict) -> tuple:
     return (row.get("source"), row.get("round"), row.get("client"), row.get("knowledge"), row.get("method"))
 
 
-def _previous_results(path: Path, new: list[dict]) -> list[dict]:
+def _previous_results(path: Path, new: list[dict]) -> tuple[list[dict], list[str]]:
     """Rows already in the file that this call did not redo (another source, round, client...) are kept.
 
     So ``privfed compare`` can attack the observed updates and then a replay of the same run
     into one file, and a later call for one more client adds to it.
     """
     if not path.is_file():
-        return []
+        return [], []
     from privfed.io import read_json
 
     try:
         data = read_json(path)
     except PrivfedError:
-        return []
+        return [], []
+    if not isinstance(data, dict):
+        return [], []
     redone = {_row_key(row) for row in new}
-    old = data.get("results", []) if isinstance(data, dict) else []
-    return [row for row in old if isinstance(row, dict) and "position" in row and _row_key(row) not in redone]
+    old = [row for row in data.get("results", []) if isinstance(row, dict) and "position" in row and _row_key(row) not in redone]
+    commands = [c for c in data.get("commands", []) if isinstance(c, str)] if old else []
+    return old, commands
 
 
 def summarize_positions(results: list[dict], alpha: float = 0.05) -> dict:
@@ -499,6 +506,9 @@ def summarize_positions(results: list[dict], alpha: float = 0.05) -> dict:
     return out
 
 
-def run_inversion_attacks(run_dir: Path, options: InversionOptions, progress: bool = True) -> Path:
-    """Attack the run in ``run_dir`` per ``options``; returns the JSON path written."""
-    return attack_view(open_run(run_dir), options, progress)
+def run_inversion_attacks(run_dir: Path, options: InversionOptions, progress: bool = True, command: str | None = None) -> Path:
+    """Attack the run in ``run_dir`` per ``options``; returns the JSON path written.
+
+    ``command``: the ``privfed attack`` line that reproduces this call (stored in ``commands``).
+    """
+    return attack_view(open_run(run_dir), options, progress, command)

@@ -34,6 +34,7 @@ from attacks.membership.signals import model_logits
 from privfed.devices import resolve_device
 from attacks.membership.update import SHARED_KEYS
 from attacks.metrics.leakage import familywise_alpha
+from attacks.run_access import server_receives
 from attacks.metrics.membership import ALPHA, auc_delong_interval, epsilon_lower_bound_from_scores, evaluate_membership
 from privfed.errors import PrivfedError
 from privfed.io import write_json
@@ -213,7 +214,7 @@ def _validate(view, options: MembershipOptions) -> tuple[list[str], list[str], l
     return methods, knowledge, clients
 
 
-def run_membership_on_view(view, options: MembershipOptions, progress: bool = True) -> Path:
+def run_membership_on_view(view, options: MembershipOptions, progress: bool = True, command: str | None = None) -> Path:
     """Same as :func:`run_membership_attacks` for an already opened run (tests pass a stand-in)."""
     from privfed.progress import progress_bar
 
@@ -352,6 +353,7 @@ def run_membership_on_view(view, options: MembershipOptions, progress: bool = Tr
         "run": str(view.path),
         "target": target,
         "server_receives_target": server_receives(view.algorithm, target),
+        "commands": [command] if command else [],
         "positions": summarize_positions(results, scores_of, view.delta(), options.seed),
         "options": asdict(options),
         "results": results,
@@ -366,13 +368,6 @@ def run_membership_on_view(view, options: MembershipOptions, progress: bool = Tr
 def position_of(knowledge: str) -> str:
     """realistic (what the server holds, knowledge none/init) or oracle (the client's real weights)."""
     return "oracle" if knowledge == "full" else "realistic"
-
-
-def server_receives(algorithm: str, target: str) -> bool:
-    """Whether ``target`` is what the server really receives (the arm's headline), not a restriction of it."""
-    from attacks.run_access import FULL_MODEL_ALGORITHMS
-
-    return (target == "full-model") == (algorithm in FULL_MODEL_ALGORITHMS)
 
 
 def _same_updates(view, k: int, knowledge: str, rounds, seen: list) -> str | None:
@@ -455,8 +450,11 @@ def plot_roc(results: list[dict], path: Path, target: str) -> str:
     return f"membership-{target}/roc.png"
 
 
-def run_membership_attacks(run_dir: Path, options: MembershipOptions, progress: bool = True) -> Path:
-    """Attack the run in ``run_dir``; returns the path of ``attacks/membership-<target>.json``."""
+def run_membership_attacks(run_dir: Path, options: MembershipOptions, progress: bool = True, command: str | None = None) -> Path:
+    """Attack the run in ``run_dir``; returns the path of ``attacks/membership-<target>.json``.
+
+    ``command``: the ``privfed attack`` line that reproduces this call (stored in ``commands``).
+    """
     from attacks.run_access import open_run
 
-    return run_membership_on_view(open_run(run_dir), options, progress)
+    return run_membership_on_view(open_run(run_dir), options, progress, command)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import typer
@@ -51,6 +53,7 @@ def attack(
     from attacks.run_access import check_knowledge, open_run
 
     console = Console(stderr=True)
+    command = "privfed " + shlex.join(sys.argv[1:])
     if list_methods:
         from attacks.inversion import INVERSION_METHODS
         from attacks.membership import MEMBERSHIP_ATTACKS
@@ -77,7 +80,7 @@ def attack(
                 rounds=_int_list(round_, "--round"), clients=_int_list(client, "--client"), batch_size=batch_size,
                 local_steps=local_steps, trials=trials, iterations=iterations, max_images=max_images, seed=seed, device=device,
             )
-            outputs.append(run_inversion_attacks(run_dir, options))
+            outputs.append(run_inversion_attacks(run_dir, options, command=command))
         if kind in ("membership", "all"):
             from attacks.membership.runner import MembershipOptions, run_membership_attacks
 
@@ -86,7 +89,7 @@ def attack(
                 reference_models=reference_models, max_members=max_members, rounds=_int_list(round_, "--round"),
                 clients=_int_list(client, "--client"), seed=seed, device=device,
             )
-            outputs.append(run_membership_attacks(run_dir, options))
+            outputs.append(run_membership_attacks(run_dir, options, command=command))
     for path in outputs:
         console.print(f"wrote {path}")
 

@@ -1,23 +1,26 @@
 """``privfed compare``: the study in one command.
 
-On the same data and split, train full-model FedAvg and the partial-weight scheme (and
-both again under DP with ``--dp``), attack every run with gradient inversion and
-membership inference at each knowledge level, and write one report comparing them.
-This is the only place besides ``train``/``attack``/``report`` that wires the stages
-together, and it does so through their public APIs only.
+On the same data and split, train full-model FedAvg and the partial-weight scheme (and both
+again under DP with ``--dp``), train the local and centralized baselines beside them, attack
+every federated arm from the three attacker positions (realistic: the updates really sent;
+worst case: a replayed one-image gradient; oracle: the client's real weights) with gradient
+inversion and membership inference, and write one report comparing them. This is the only
+place besides ``train``/``attack``/``report`` that wires the stages together, and it does
+so through their public APIs only; every arm records the ``privfed train`` and
+``privfed attack`` commands that reproduce it alone.
 """
 
 from __future__ import annotations
 
 import shlex
-import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from privfed.cli import split_options
 from privfed.errors import PrivfedError
 
 
@@ -27,45 +30,110 @@ class StudyPreset:
 
     full_model: dict
     partial: dict
-    inversion_iterations: int
+    baselines: dict
+    #: inversion methods per target (the strongest of each; ``privfed attack`` runs every method)
+    inversion_methods: dict[str, list[str]]
+    #: images attacked one at a time in the worst-case replay (more: tighter intervals)
+    inversion_trials: int
+    #: candidates reconstructed from each real (observed) update
+    observed_images: int
     reference_models: int
     max_members: int
-    note: str
+    membership_methods: list[str] | None
+    #: wall seconds of the whole study on the reference machine, measured by bench/study_time.py
+    measured_seconds: float | None
+    measured_on: str
+    data_note: str
+    inversion_iterations: int | None = None
+    dp_epsilons: tuple[float, ...] = (1.0, 3.0, 8.0)
+    extra: dict = field(default_factory=dict)
 
 
 STUDY_PRESETS: dict[str, StudyPreset] = {
     "quick": StudyPreset(
         full_model={"preset": "quick", "algorithm": "fedavg"},
         partial={"preset": "quick", "algorithm": "partial"},
-        inversion_iterations=150, reference_models=2, max_members=150,
-        note="embedded data at 32x32, 5 rounds of 2 local epochs; a few minutes on 2 CPU cores",
+        baselines={"preset": "quick"},
+        inversion_methods={"full-model": ["analytic", "inverting-gradients"], "shared-layer": ["shared-analytic"]},
+        inversion_trials=8, observed_images=4, reference_models=2, max_members=150,
+        membership_methods=["loss", "lira-offline", "rmia-offline", "update-cosine"],
+        measured_seconds=None, measured_on="2 CPU cores",
+        data_note="the embedded brain-MRI subset at 64x64, 4 clients, 10 rounds of 2 local epochs",
     ),
     "seed-same-arch": StudyPreset(
         full_model={"preset": "seed-same-arch", "algorithm": "fedavg"},
         partial={"preset": "seed-same-arch", "algorithm": "partial"},
-        inversion_iterations=1000, reference_models=4, max_members=500,
-        note="the seed's reference experiment: 4 x simple at 224x224 on the reference plan",
+        baselines={"preset": "seed-same-arch"},
+        inversion_methods={"full-model": ["analytic", "inverting-gradients"], "shared-layer": ["shared-analytic"]},
+        inversion_trials=8, observed_images=4, reference_models=4, max_members=500,
+        membership_methods=None, measured_seconds=None, measured_on="2 CPU cores",
+        data_note="the seed's reference experiment: 4 x simple at 224x224",
     ),
     "seed-hetero": StudyPreset(
         full_model={"preset": "seed-same-arch", "algorithm": "fedavg"},
         partial={"preset": "seed-hetero", "algorithm": "partial"},
-        inversion_iterations=1000, reference_models=4, max_members=500,
-        note="partial with simple, MobileNetV3 large/small and DenseNet121 against same-arch FedAvg (FedAvg needs one architecture)",
+        baselines={"preset": "seed-same-arch"},
+        inversion_methods={"full-model": ["analytic", "inverting-gradients"], "shared-layer": ["shared-analytic"]},
+        inversion_trials=8, observed_images=4, reference_models=4, max_members=500,
+        membership_methods=None, measured_seconds=None, measured_on="2 CPU cores",
+        data_note="partial with simple, MobileNetV3 large/small and DenseNet121 against same-arch FedAvg at 224x224",
     ),
 }
+
+#: CLI names of the DP table's keys
+_DP_FLAGS = {"level": "--dp-level", "noise_multiplier": "--noise-multiplier", "max_grad_norm": "--max-grad-norm",
+             "target_epsilon": "--target-epsilon", "delta": "--delta", "neighbouring": "--neighbouring"}
+_FLAG_NAMES = {"archs": "--arch"}
+
+
+def train_command(options: dict, out: Path) -> str:
+    """The ``privfed train`` command line that trains one arm of the study on its own."""
+    flags = ["privfed", "train"]
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key == "plan":
+            flags += split_options.plan_flags(value)
+        elif key == "dp":
+            for name, dp_value in value.items():
+                if dp_value is not None:
+                    flags += [_DP_FLAGS[name], str(dp_value)]
+        else:
+            text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+            flags += [_FLAG_NAMES.get(key, "--" + key.replace("_", "-")), text]
+    return shlex.join(flags + ["--out", str(out)])
+
+
+def _banner(study: StudyPreset, data: Optional[str], overrides: dict) -> str:
+    """What the study runs and how long it takes, from a measured figure (never a guess)."""
+    what = study.data_note if data is None else f"your data ({data})"
+    if overrides:
+        what += " (" + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in overrides.items()) + ")"
+    if study.measured_seconds and data is None and not overrides:
+        return f"{what}; measured {study.measured_seconds / 60:.0f} min on {study.measured_on}"
+    return what
 
 
 def compare(
     preset: str = typer.Option("quick", "--preset", help=f"Study preset: {', '.join(STUDY_PRESETS)}."),
     data: Optional[str] = typer.Option(None, "--data", help="Image folder or .npz of your own (default: the embedded brain-MRI subset)."),
-    dp: bool = typer.Option(False, "--dp", help="Also train and attack both schemes with sample-level DP-SGD (protects single images)."),
-    noise_multiplier: float = typer.Option(1.0, "--noise-multiplier", help="DP noise multiplier of the --dp runs."),
+    plan: Optional[str] = typer.Option(None, "--plan", help=split_options.PLAN_HELP),
+    client_size: Optional[int] = split_options.client_size_option(),
+    server_size: Optional[int] = split_options.server_size_option(),
+    test_size: Optional[int] = split_options.test_size_option(),
+    clients_fraction: Optional[float] = split_options.clients_fraction_option(),
+    server_fraction: Optional[float] = split_options.server_fraction_option(),
+    test_fraction: Optional[float] = split_options.test_fraction_option(),
+    dirichlet_alpha: Optional[float] = split_options.dirichlet_alpha_option(),
+    dp: bool = typer.Option(False, "--dp", help="Also train and attack both schemes with sample-level DP-SGD at each --dp-epsilons (protects single images), to draw the privacy-utility curve."),
+    dp_epsilons: Optional[str] = typer.Option(None, "--dp-epsilons", help="Target epsilons of the --dp runs (comma list; default 1,3,8)."),
     max_grad_norm: float = typer.Option(1.0, "--max-grad-norm", help="DP per-sample clipping norm of the --dp runs."),
-    rounds: Optional[int] = typer.Option(None, "--rounds", min=1, help="Override the preset's number of rounds."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", min=1, help="Override the preset's number of rounds (printed in the report's set-up)."),
     image_size: Optional[int] = typer.Option(None, "--image-size", min=1, help="Override the preset's image size."),
+    no_baselines: bool = typer.Option(False, "--no-baselines", help="Skip the local and centralized baseline runs."),
     attack_clients: str = typer.Option("0", "--attack-clients", help="Clients attacked (comma list, or 'all'); each costs attack time."),
-    inversion_batch_size: int = typer.Option(1, "--inversion-batch-size", min=1, help="Inversion replays one client step on this many true images (1 = worst case)."),
-    iterations: Optional[int] = typer.Option(None, "--iterations", min=1, help="Inversion iterations per attack (default from the preset)."),
+    trials: Optional[int] = typer.Option(None, "--trials", min=1, help="Worst case: images attacked one at a time per client (default from the preset; intervals need 2 or more)."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", min=1, help="Inversion iterations per attack (default: each method's own)."),
     reference_models: Optional[int] = typer.Option(None, "--reference-models", min=2, help="Reference models for LiRA/RMIA (default from the preset)."),
     max_members: Optional[int] = typer.Option(None, "--max-members", min=2, help="Members (and as many non-members) scored per attacked model (default from the preset)."),
     redact_originals: bool = typer.Option(False, "--redact-originals", help="Leave true patient images out of the report (metrics only)."),
@@ -87,52 +155,102 @@ def compare(
         raise PrivfedError(f"unknown --preset {preset!r}; choose one of: {', '.join(STUDY_PRESETS)}")
     study = STUDY_PRESETS[preset]
     console = Console(stderr=True)
-    out_dir = out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir = (out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     _refuse_package_folder(out_dir)
-    command = "privfed " + shlex.join(sys.argv[1:])
-    clients = None if attack_clients.strip().lower() == "all" else _ints(attack_clients)
+    clients = None if attack_clients.strip().lower() == "all" else _ints(attack_clients, "--attack-clients")
+    epsilons = _floats(dp_epsilons, "--dp-epsilons") if dp_epsilons else list(study.dp_epsilons)
+    split_plan = split_options.plan_value(plan, client_size=client_size, server_size=server_size, test_size=test_size,
+                                          clients_fraction=clients_fraction, server_fraction=server_fraction,
+                                          test_fraction=test_fraction, dirichlet_alpha=dirichlet_alpha)
+    overrides = {key: value for key, value in (("rounds", rounds), ("image_size", image_size), ("plan", split_plan))
+                 if value is not None}
+    common = {"data": data, **overrides, "seed": seed, "device": device}
 
-    arms: list[tuple[str, dict]] = [("fedavg", dict(study.full_model)), ("partial", dict(study.partial))]
+    attacked: list[tuple[str, dict]] = [("fedavg", dict(study.full_model)), ("partial", dict(study.partial))]
     if dp:
-        dp_options = {"level": "sample", "noise_multiplier": noise_multiplier, "max_grad_norm": max_grad_norm}
-        arms += [(f"{name}-dp", {**options, "dp": dp_options}) for name, options in arms]
+        attacked += [(f"{name}-dp-eps{eps:g}", {**options, "dp": {"level": "sample", "target_epsilon": eps,
+                                                                   "max_grad_norm": max_grad_norm}})
+                     for eps in epsilons for name, options in attacked[:2]]
+    baselines = [] if no_baselines else [(name, {**study.baselines, "algorithm": name}) for name in ("local", "centralized")]
+    console.print(f"[bold]privfed compare[/] ({preset}): {_banner(study, data, overrides)}")
+    console.print(f"study folder: {out_dir}", markup=False)
+
     run_dirs: list[Path] = []
-    for name, options in arms:
-        options.update({"seed": seed, "device": device})
-        if data is not None:
-            options["data"] = data
-        if rounds is not None:
-            options["rounds"] = rounds
-        if image_size is not None:
-            options["image_size"] = image_size
-        config = build_config(options)
+    for name, options in attacked + baselines:
+        options = {**options, **{k: v for k, v in common.items() if v is not None}}
         run_dir = out_dir / name
-        console.rule(f"[bold]{name}[/]: training ({study.note})")
-        run_training(config, run_dir, progress=not quiet, command=f"{command}  # arm {name}")
-        run = open_run(run_dir)
-        for target in run.supported_targets():
-            console.rule(f"[bold]{name}[/]: attacking {target}")
-            run_inversion_attacks(run_dir, InversionOptions(
-                target=target, rounds=[run.observed_rounds()[0]], clients=clients,
-                batch_size=inversion_batch_size, local_steps=1,
-                iterations=iterations or study.inversion_iterations,
-                seed=seed, device=device,
-            ), progress=not quiet)
-            run_membership_attacks(run_dir, MembershipOptions(
-                target=target, reference_models=reference_models or study.reference_models,
-                max_members=max_members or study.max_members, clients=clients, seed=seed, device=device,
-            ), progress=not quiet)
+        config = build_config(options)
+        console.rule(f"[bold]{name}[/]: training")
+        run_training(config, run_dir, progress=not quiet, command=train_command(options, run_dir))
         run_dirs.append(run_dir)
-    report = build_report(run_dirs, out_dir / "report.html", redact_originals=redact_originals,
-                          title=f"privfed study: full-model FedAvg vs partial-weight aggregation ({preset})")
-    typer.echo(str(report))
+        if name in dict(baselines):
+            continue
+        run = open_run(run_dir)
+        first = run.observed_rounds()[0]
+        for target in run.supported_targets():
+            methods = study.inversion_methods.get(target)
+            for source, extra in (("observed", {"max_images": study.observed_images}),
+                                  ("replay", {"batch_size": 1, "local_steps": 1, "trials": trials or study.inversion_trials})):
+                console.rule(f"[bold]{name}[/]: inversion of the {target} ({source})")
+                options_ = InversionOptions(target=target, methods=methods, rounds=[first], clients=clients,
+                                            iterations=iterations or study.inversion_iterations, seed=seed, device=device,
+                                            **extra)
+                run_inversion_attacks(run_dir, options_, progress=not quiet, command=_attack_command(run_dir, options_))
+            console.rule(f"[bold]{name}[/]: membership inference on the {target}")
+            membership = MembershipOptions(
+                target=target, methods=study.membership_methods,
+                reference_models=reference_models or study.reference_models,
+                max_members=max_members or study.max_members, clients=clients, seed=seed, device=device,
+            )
+            run_membership_attacks(run_dir, membership, progress=not quiet, command=_membership_command(run_dir, membership))
+    title = f"privfed study: full-model FedAvg vs partial-weight aggregation ({preset})"
+    report = build_report(run_dirs, out_dir / "report.html", redact_originals=redact_originals, title=title)
+    typer.echo(str(Path(report).resolve()))
 
 
-def _ints(text: str) -> list[int]:
+def _attack_command(run_dir: Path, options) -> str:
+    flags = ["privfed", "attack", str(run_dir), "--kind", "inversion", "--target", options.target,
+             "--knowledge", ",".join(options.knowledge), "--seed", str(options.seed)]
+    if options.methods:
+        flags += ["--method", ",".join(options.methods)]
+    for flag, value in (("--round", options.rounds), ("--client", options.clients)):
+        if value:
+            flags += [flag, ",".join(map(str, value))]
+    for flag, value in (("--batch-size", options.batch_size), ("--local-steps", options.local_steps),
+                        ("--iterations", options.iterations), ("--max-images", options.max_images)):
+        if value is not None:
+            flags += [flag, str(value)]
+    if options.replay:
+        flags += ["--trials", str(options.trials)]
+    return shlex.join(flags)
+
+
+def _membership_command(run_dir: Path, options) -> str:
+    flags = ["privfed", "attack", str(run_dir), "--kind", "membership", "--target", options.target,
+             "--knowledge", ",".join(options.knowledge), "--reference-models", str(options.reference_models),
+             "--max-members", str(options.max_members), "--seed", str(options.seed)]
+    if options.methods:
+        flags += ["--method", ",".join(options.methods)]
+    if options.clients:
+        flags += ["--client", ",".join(map(str, options.clients))]
+    return shlex.join(flags)
+
+
+def _ints(text: str, option: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise PrivfedError(f"--attack-clients {text!r}: expected 'all' or a comma list of client numbers") from None
+        raise PrivfedError(f"{option} {text!r}: expected 'all' or a comma list of client numbers") from None
+
+
+def _floats(text: str, option: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise PrivfedError(f"{option} {text!r}: expected a comma list of numbers, e.g. 1,3,8") from None
+    if not values or any(v <= 0 for v in values):
+        raise PrivfedError(f"{option} {text!r}: every epsilon must be positive")
+    return values
 
 
 def _refuse_package_folder(out_dir: Path) -> None:
@@ -147,3 +265,6 @@ def _refuse_package_folder(out_dir: Path) -> None:
 
 def register(app: typer.Typer) -> None:
     app.command("compare")(compare)
+
+
+__all__ = ["STUDY_PRESETS", "StudyPreset", "compare", "register", "train_command"]

@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 
+from privfed.cli import split_options
 from privfed.errors import PrivfedError
 
 
@@ -71,7 +72,14 @@ def register(app: typer.Typer) -> None:
         trim_fraction: Optional[float] = typer.Option(None, help="Fraction cut at each end by trimmed_mean (default 0.1)."),
         server_epochs: Optional[int] = typer.Option(None, help="Server epochs on its own data per round (partial; 0 = plain aggregation)."),
         image_size: Optional[int] = typer.Option(None, help="Image side in pixels."),
-        plan: Optional[str] = typer.Option(None, help="Split plan name (see privfed.data.split)."),
+        plan: Optional[str] = typer.Option(None, help=split_options.PLAN_HELP),
+        client_size: Optional[int] = split_options.client_size_option(),
+        server_size: Optional[int] = split_options.server_size_option(),
+        test_size: Optional[int] = split_options.test_size_option(),
+        clients_fraction: Optional[float] = split_options.clients_fraction_option(),
+        server_fraction: Optional[float] = split_options.server_fraction_option(),
+        test_fraction: Optional[float] = split_options.test_fraction_option(),
+        dirichlet_alpha: Optional[float] = split_options.dirichlet_alpha_option(),
         seed: Optional[int] = typer.Option(None, help="Seed of every random stream (default 0)."),
         observe: Optional[str] = typer.Option(None, help="Rounds whose traffic is saved for attacks: first,last | all | none | 1,3,5."),
         device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
@@ -97,7 +105,10 @@ def register(app: typer.Typer) -> None:
             "local_epochs": _ints("--local-epochs", local_epochs), "batch_size": batch_size, "lr": lr,
             "optimizer": optimizer, "momentum": momentum, "lr_schedule": lr_schedule,
             "class_weighting": class_weighting, "mu": mu, "aggregation": aggregation,
-            "trim_fraction": trim_fraction, "server_epochs": server_epochs, "image_size": image_size, "plan": plan,
+            "trim_fraction": trim_fraction, "server_epochs": server_epochs, "image_size": image_size,
+            "plan": split_options.plan_value(plan, client_size=client_size, server_size=server_size, test_size=test_size,
+                                             clients_fraction=clients_fraction, server_fraction=server_fraction,
+                                             test_fraction=test_fraction, dirichlet_alpha=dirichlet_alpha),
             "seed": seed, "observe": observe, "device": device,
         }
         if dp_flag and dp is None:
