@@ -1,13 +1,16 @@
-"""Per-sample clipping without materialising per-sample gradients of Linear layers.
+"""Per-sample clipping in one backward pass, without the weight gradients autograd would make.
 
 Opacus' hooks mode stores a per-sample gradient for every parameter: for ``simple`` at
 224x224 that is batch x 16928 x 1024 floats for ``fc`` alone, ~10x the non-private step.
-Opacus' ghost clipping (Li et al. 2022) avoids it but needs a second backward pass and a
-special loss object. We use book-keeping instead (Bu et al. 2023, "Differentially Private
-Optimization on Large Model at Small Cost", https://arxiv.org/abs/2210.00038): for a
-Linear layer fed a (batch, in) input, sample i's weight gradient is the outer product
-``g_i a_i^T``, so its norm is ``|g_i| |a_i|`` and the clipped sum is one matrix product
-``(c * G)^T A``. Every other layer keeps Opacus' per-sample gradients. The engine's
+Its ghost clipping (Li et al. 2022) avoids that but runs a second backward pass. We use
+book-keeping instead (Bu et al. 2023, "Differentially Private Optimization on Large Model
+at Small Cost", https://arxiv.org/abs/2210.00038): during the forward pass the parameters
+are taken out of the autograd graph, so ``loss.backward()`` computes only activation
+gradients; a hook on each layer's output receives its output gradient and turns it, with
+the layer's input, into a :class:`~privfed.dp.clip_records.ClipRecord` (per-sample norms,
+and what is needed for the clip-weighted sum; see :mod:`privfed.dp.layer_rules`). At
+``optimizer.step()`` the clip factors follow from the summed norms, and each layer's
+clipped sum is one weighted batch gradient. No weight gradient is computed twice, and the
 training loop stays ``loss.backward(); optimizer.step()``.
 """
 
@@ -16,53 +19,112 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from opacus import GradSampleModule
 from opacus.optimizers import DPOptimizer
 from torch import nn
 
-from privfed.dp.conv_grad_sample import conv2d_grad_sample
+from privfed.dp.clip_records import ClipRecord
+from privfed.dp.layer_rules import RecordRule, rule_for
+from privfed.dp.noise import standard_normal
+from privfed.errors import PrivfedError
 
-#: Attribute holding (activations, backprops) of a Linear weight between backward and step.
-LOWRANK_ATTR = "_privfed_lowrank"
+
+class _EmptyBatch(ClipRecord):
+    """A layer that saw an empty (Poisson) batch: no samples, zero gradient."""
+
+    def __init__(self, layer: nn.Module, device: torch.device) -> None:
+        self.params = [p for p in layer.parameters(recurse=False) if p.requires_grad]
+        self.sq_norms = torch.zeros(0, device=device)
+
+    def weighted_sum(self, weights: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
+        return {p: torch.zeros_like(p) for p in self.params}
 
 
-class BookKeepingGradSampleModule(GradSampleModule):
-    """GradSampleModule that keeps 2-D Linear layers' gradients as (A, G) factors.
+class BookKeepingGradSampleModule(nn.Module):
+    """Wraps ``module``; after each backward pass holds one clip record per trainable layer.
 
-    Conv2d per-sample gradients come from :func:`conv2d_grad_sample` (one grouped conv).
+    ``loss_reduction``: ``"mean"`` if the loss is the batch mean of per-sample losses (each
+    sample's gradient is then the batch size times its share), ``"sum"`` if their sum.
     """
 
-    GRAD_SAMPLERS = {**GradSampleModule.GRAD_SAMPLERS, nn.Conv2d: conv2d_grad_sample}
+    def __init__(self, module: nn.Module, loss_reduction: str = "mean") -> None:
+        super().__init__()
+        if loss_reduction not in ("mean", "sum"):
+            raise PrivfedError(f"loss_reduction must be 'mean' or 'sum', got {loss_reduction!r}")
+        self._module = module
+        self.loss_reduction = loss_reduction
+        self._trainable = [p for p in module.parameters() if p.requires_grad]
+        self._records: dict[nn.Module, ClipRecord] = {}
+        self._batch_size: int | None = None
+        self._capturing = False
+        self._handles = []
+        for name, layer in module.named_modules():
+            if any(p.requires_grad for p in layer.parameters(recurse=False)):
+                self._handles.append(layer.register_forward_hook(self._capture_hook(rule_for(layer, name), name)))
 
-    def capture_backprops_hook(self, module, _forward_input, forward_output, loss_reduction, batch_first):
-        if (
-            not self.hooks_enabled
-            or type(module) is not nn.Linear
-            or not module.weight.requires_grad
-            or getattr(module.weight, "_forward_counter", 0) != 1
-            or hasattr(module.weight, "_current_grad_sample")
-            or not getattr(module, "activations", None)
-            or module.activations[-1][0].dim() != 2
-        ):
-            return super().capture_backprops_hook(module, _forward_input, forward_output, loss_reduction, batch_first)
-        backprops = forward_output[0].detach()
-        activations, backprops = self.rearrange_grad_samples(
-            module=module, backprops=backprops, loss_reduction=loss_reduction, batch_first=batch_first
-        )
-        weight = module.weight
-        if getattr(weight, LOWRANK_ATTR, None) is not None or weight.grad_sample is not None:
-            raise ValueError("gradient accumulation over several backward passes is not supported under DP")
-        setattr(weight, LOWRANK_ATTR, (activations[0], backprops))
-        weight._forward_counter -= 1
-        if module.bias is not None and module.bias.requires_grad:
-            module.bias.grad_sample = backprops  # per-sample bias gradient is g_i itself
-            module.bias._forward_counter -= 1
-        if len(module.activations) == 0 and hasattr(module, "max_batch_len"):
-            del module.max_batch_len
+    def forward(self, *args, **kwargs):
+        if not torch.is_grad_enabled() or self._capturing:
+            return self._module(*args, **kwargs)
+        for p in self._trainable:  # no weight gradients in this graph: the records replace them
+            p.requires_grad_(False)
+        self._capturing = True
+        try:
+            return self._module(*args, **kwargs)
+        finally:
+            self._capturing = False
+            for p in self._trainable:
+                p.requires_grad_(True)
+
+    def _capture_hook(self, rule: RecordRule, name: str):
+        def hook(layer: nn.Module, inputs: tuple, output: torch.Tensor):
+            if not self._capturing:
+                return None
+            activation = inputs[0].detach()
+            replaced = not output.requires_grad
+            if replaced:  # nothing below needs a gradient: the graph starts at this output
+                output = output.detach().requires_grad_(True)
+            output.register_hook(lambda grad: self._record(rule, name, layer, activation, grad.detach()))
+            return output if replaced else None
+
+        return hook
+
+    def _record(self, rule: RecordRule, name: str, layer: nn.Module, activation: torch.Tensor, grad: torch.Tensor) -> None:
+        if layer in self._records:
+            raise PrivfedError(
+                f"layer {name!r} received a second gradient before optimizer.step(): under sample-level DP "
+                "each layer must be used once per forward pass, and each backward pass followed by a step"
+            )
+        batch = activation.shape[0]
+        self._batch_size = batch
+        if batch == 0:
+            self._records[layer] = _EmptyBatch(layer, activation.device)
+        else:
+            self._records[layer] = rule(layer, activation, grad)
+
+    @property
+    def has_records(self) -> bool:
+        return bool(self._records)
+
+    def take_records(self) -> tuple[list[ClipRecord], float]:
+        """This step's records and the factor from recorded to per-sample gradients; clears them."""
+        records = list(self._records.values())
+        scale = float(self._batch_size) if self.loss_reduction == "mean" and self._batch_size else 1.0
+        self.clear_records()
+        return records, scale
+
+    def clear_records(self) -> None:
+        self._records = {}
+        self._batch_size = None
+
+    def cleanup(self) -> None:
+        """Remove the hooks; ``module`` is then an ordinary model again."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self.clear_records()
 
 
 class BookKeepingDPOptimizer(DPOptimizer):
-    """DPOptimizer that understands the (A, G) factors left by BookKeepingGradSampleModule.
+    """DPOptimizer whose clipped sum comes from the records of a BookKeepingGradSampleModule.
 
     ``regularizer``: an optional data-independent loss (e.g. FedProx's proximal term) whose
     gradient is added after noising. A term added to the training loss instead would be
@@ -71,68 +133,54 @@ class BookKeepingDPOptimizer(DPOptimizer):
 
     regularizer: Callable[[], torch.Tensor] | None = None
 
+    def __init__(self, optimizer: torch.optim.Optimizer, *, module: BookKeepingGradSampleModule, **kwargs) -> None:
+        super().__init__(optimizer, **kwargs)
+        self.module = module
+
     def set_regularizer(self, fn: Callable[[], torch.Tensor] | None) -> None:
         self.regularizer = fn
-
-    def _has_grads(self) -> bool:
-        return any(
-            getattr(p, LOWRANK_ATTR, None) is not None or getattr(p, "grad_sample", None) is not None
-            for p in self.params
-        )
 
     @property
     def accumulated_iterations(self) -> int:
         return 1
 
-    def _per_sample_sq_norms(self) -> torch.Tensor | None:
-        total = None
-        for p in self.params:
-            lowrank = getattr(p, LOWRANK_ATTR, None)
-            if lowrank is not None:
-                a, g = lowrank
-                sq = a.pow(2).sum(1) * g.pow(2).sum(1)
-            elif getattr(p, "grad_sample", None) is not None:
-                gs = self._get_flat_grad_sample(p)
-                sq = gs.flatten(1).pow(2).sum(1)
-            else:
-                continue
-            sq = sq.to(self.params[0].device, torch.float32)
-            total = sq if total is None else total + sq
-        return total
-
     def clip_and_accumulate(self) -> None:
-        sq = self._per_sample_sq_norms()
-        factor = (self.max_grad_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+        records, scale = self.module.take_records()
+        device = self.params[0].device
+        sq_norms = sum(record.sq_norms.to(device, torch.float64) for record in records) * scale**2
+        factor = (self.max_grad_norm / (sq_norms.sqrt() + 1e-6)).clamp(max=1.0)
+        sums: dict[nn.Parameter, torch.Tensor] = {}
+        for record in records:
+            sums.update(record.weighted_sum(factor * scale))
         for p in self.params:
-            lowrank = getattr(p, LOWRANK_ATTR, None)
-            if lowrank is not None:
-                a, g = lowrank
-                grad = (g * factor.to(g.dtype)[:, None]).t() @ a
-                setattr(p, LOWRANK_ATTR, None)
-            elif getattr(p, "grad_sample", None) is not None:
-                gs = self._get_flat_grad_sample(p)
-                grad = torch.einsum("i,i...", factor.to(gs.device, gs.dtype), gs)
-                p.grad_sample = None
-            else:  # parameter unused in this forward pass: zero per-sample gradients
-                grad = torch.zeros_like(p)
-            grad = grad.to(p.dtype).view_as(p)
+            grad = sums[p].to(p.dtype).view_as(p) if p in sums else torch.zeros_like(p)
             p.summed_grad = grad if p.summed_grad is None else p.summed_grad + grad
 
     def add_noise(self) -> None:
-        for p in self.params:
-            noise = torch.normal(
-                0.0, self.noise_multiplier * self.max_grad_norm, size=p.summed_grad.shape,
-                generator=self.generator, device=p.device, dtype=p.dtype,
-            ) if self.noise_multiplier > 0 else 0.0
-            p.grad = (p.summed_grad + noise).view_as(p)
+        """p.grad = clipped sum + N(0, (sigma C)^2), divided by the expected batch size for a mean loss.
+
+        Opacus' ``scale_grad`` is folded in here: one pass over each gradient, not two.
+        """
+        params = self.params
+        std = self.noise_multiplier * self.max_grad_norm
+        divisor = self.expected_batch_size * self.accumulated_iterations if self.loss_reduction == "mean" else 1
+        noise = None
+        if std > 0:
+            noise = standard_normal(sum(p.numel() for p in params), self.generator, params[0].device, params[0].dtype)
+        offset = 0
+        for p in params:
+            grad = p.summed_grad
+            if noise is not None:
+                grad = grad.add_(noise[offset : offset + p.numel()].view_as(grad).to(grad.dtype), alpha=std)
+                offset += p.numel()
+            p.grad = grad.div_(divisor) if divisor != 1 else grad
             p.summed_grad = None
 
     def pre_step(self, closure=None) -> bool:
-        if not self._has_grads():
+        if not self.module.has_records:
             return True  # nothing went through the model: behave like the plain optimizer
         self.clip_and_accumulate()
-        self.add_noise()
-        self.scale_grad()
+        self.add_noise()  # and the mean's scaling
         if self.regularizer is not None:
             params = self.params
             extra = torch.autograd.grad(self.regularizer(), params, allow_unused=True)
@@ -147,14 +195,14 @@ class BookKeepingDPOptimizer(DPOptimizer):
         for p in self.params:
             p.grad_sample = None
             p.summed_grad = None
-            setattr(p, LOWRANK_ATTR, None)
+        self.module.clear_records()
         self.original_optimizer.zero_grad(set_to_none)
 
 
 def strip_opacus_attributes(model: nn.Module) -> None:
     """Remove every attribute Opacus or book-keeping left on parameters and modules."""
     for p in model.parameters():
-        for attr in ("grad_sample", "_forward_counter", "_current_grad_sample", "_norm_sample", "summed_grad", LOWRANK_ATTR):
+        for attr in ("grad_sample", "_forward_counter", "_current_grad_sample", "_norm_sample", "summed_grad"):
             if hasattr(p, attr):
                 delattr(p, attr)
     for m in model.modules():

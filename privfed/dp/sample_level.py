@@ -1,15 +1,14 @@
 """Sample-level DP-SGD on one client (Abadi et al. 2016, https://arxiv.org/abs/1607.00133).
 
 Each round the engine enters :meth:`SampleLevelPrivacy.training`, which wraps the client's
-own model, optimizer and data with Opacus pieces (GradSampleModule, DPOptimizer, Poisson
-DPDataLoader) and takes them off again on exit. The RDP accountant is created once per
-client, so epsilon composes over rounds x local steps at the true sampling rate
+own model, optimizer and data with private pieces (book-keeping per-sample clipping, see
+:mod:`privfed.dp.bookkeeping`; Opacus' DPOptimizer and Poisson DPDataLoader) and takes them
+off again on exit. The RDP accountant is created once per client, so epsilon composes over rounds x local steps at the true sampling rate
 batch_size / n, which a fresh ``PrivacyEngine`` per round would silently reset.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,9 +22,6 @@ from privfed.dp.accounting import AccountedPrivacy, PersistentAccountant, solve_
 from privfed.dp.bookkeeping import BookKeepingDPOptimizer, BookKeepingGradSampleModule, strip_opacus_attributes
 from privfed.dp.config import DPConfig, default_delta
 from privfed.errors import PrivfedError
-
-#: Opacus' full backward hook on the first layer warns that images need no gradient: harmless.
-_HOOK_WARNING = "Full backward hook is firing when gradients are computed"
 
 
 def poisson_steps_per_epoch(num_samples: int, batch_size: int) -> int:
@@ -111,10 +107,11 @@ class SampleLevelPrivacy(AccountedPrivacy):
                 f"{self.num_samples}; create SampleLevelPrivacy with the client's training-set size"
             )
         device = next(model.parameters()).device
-        private_model = BookKeepingGradSampleModule(model, batch_first=True, loss_reduction="mean", strict=True)
+        private_model = BookKeepingGradSampleModule(model, loss_reduction="mean")
         try:
             private_optimizer = BookKeepingDPOptimizer(
                 optimizer,
+                module=private_model,
                 noise_multiplier=self.noise_multiplier,
                 max_grad_norm=self.max_grad_norm,
                 expected_batch_size=self.expected_batch_size,
@@ -130,9 +127,7 @@ class SampleLevelPrivacy(AccountedPrivacy):
                 num_workers=loader.num_workers,
                 pin_memory=loader.pin_memory,
             )
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=_HOOK_WARNING)
-                yield private_model, private_optimizer, poisson_loader
+            yield private_model, private_optimizer, poisson_loader
         finally:
             private_model.cleanup()
             strip_opacus_attributes(model)
