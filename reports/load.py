@@ -33,6 +33,11 @@ class AttackFile:
     results: list[dict[str, Any]]
     skipped: list[dict[str, Any]] = field(default_factory=list)  # attacks that could not run, with "reason"
     psnr_cap: float | None = None
+    #: per attacker position, the strongest attack with familywise intervals (written by the runners)
+    positions: dict[str, Any] = field(default_factory=dict)
+    #: the ``privfed attack`` command lines that wrote the file
+    commands: list[str] = field(default_factory=list)
+    server_receives_target: bool | None = None
 
 
 @dataclass
@@ -105,8 +110,11 @@ def _attack_files(run: Path, kind: str) -> list[AttackFile]:
         results = [r for r in as_list(data.get("results")) if isinstance(r, dict)]
         target = str(data.get("target") or path.stem[len(kind) + 1 :])
         skipped = [r for r in as_list(data.get("skipped")) if isinstance(r, dict)]
+        receives = data.get("server_receives_target")
         files.append(AttackFile(kind=kind, name=path.name, target=target, results=results, skipped=skipped,
-                                psnr_cap=as_float(data.get("psnr_cap"))))
+                                psnr_cap=as_float(data.get("psnr_cap")), positions=as_dict(data.get("positions")),
+                                commands=[c for c in as_list(data.get("commands")) if isinstance(c, str)],
+                                server_receives_target=receives if isinstance(receives, bool) else None))
     return files
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from privfed.progress import progress_bar
 
 
 class TrainingDisplay:
@@ -15,15 +17,14 @@ class TrainingDisplay:
     def __init__(self, rounds: int, start_round: int, enabled: bool = True) -> None:
         self.enabled = enabled
         self._progress = None
-        if enabled:
-            self._progress = Progress(
+        if enabled:  # rich bars on a terminal, a plain line every few seconds in a log
+            self._progress = progress_bar(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[loss]}"),
                 TimeElapsedColumn(),
                 console=Console(stderr=True),
-                transient=False,
             )
             self._rounds = self._progress.add_task("round", total=rounds, completed=start_round - 1, loss="")
             self._batches = self._progress.add_task("", total=1, loss="")

@@ -30,17 +30,25 @@ def test_sample_level_epsilon_grows_and_summary_takes_the_max(dataset, tmp_path)
     assert resumed["clients"] == summary["clients"]
 
 
-def test_client_level_update_is_clipped_and_noised(dataset, tmp_path):
-    clip = 0.5
-    config = tiny_config(algorithm="partial", rounds=1, server_epochs=0,
-                         dp=DPConfig(level="client", noise_multiplier=0.0, max_grad_norm=clip))
-    run_training(config, tmp_path / "r", progress=False, dataset=dataset, split=make_tiny_split(dataset, 2))
-    folder = tmp_path / "r" / "observed" / "round_1"
+def test_client_level_update_is_clipped_to_the_bound_and_noised_with_the_promised_std(dataset, tmp_path):
+    """Same seed with and without noise: training is identical (noise has its own stream), so the two
+    messages differ by exactly the noise, whose std must be sigma x C; the noiseless one sits on the bound."""
+    clip, sigma = 0.01, 2.0
+    sent = {}
+    for noise in (0.0, sigma):
+        config = tiny_config(algorithm="fedavg", rounds=1, dp=DPConfig(level="client", noise_multiplier=noise, max_grad_norm=clip))
+        run_training(config, tmp_path / f"r{noise}", progress=False, dataset=dataset, split=make_tiny_split(dataset, 2))
+        folder = tmp_path / f"r{noise}" / "observed" / "round_1"
+        before = load_tensors(folder / "global_before.safetensors")
+        sent[noise] = [{n: t - before[n] for n, t in load_tensors(folder / f"client_{k}.safetensors").items()
+                        if t.is_floating_point()} for k in range(2)]
     for k in range(2):
-        sent = load_tensors(folder / f"client_{k}.safetensors")
-        before = load_tensors(folder / f"sent_client_{k}.safetensors")
-        norm = torch.sqrt(sum(((sent[n] - before[n]) ** 2).sum() for n in sent))
-        assert norm <= clip + 1e-4
-    rows = read_jsonl(tmp_path / "r" / "metrics.jsonl")
+        clean, noisy = sent[0.0][k], sent[sigma][k]
+        norm = torch.sqrt(sum((t.double() ** 2).sum() for t in clean.values()))
+        assert abs(float(norm) - clip) < 1e-5  # the real update is far larger than C: clipped onto the bound
+        noise = torch.cat([(noisy[n] - clean[n]).flatten().double() for n in clean])
+        assert noise.numel() > 5000
+        assert abs(float(noise.std()) / (sigma * clip) - 1) < 0.05 and abs(float(noise.mean())) < 4 * sigma * clip / noise.numel() ** 0.5
+    rows = read_jsonl(tmp_path / "r0.0" / "metrics.jsonl")
     # zero noise: epsilon is infinite, which JSON stores as null (dp_level says DP was on)
     assert all(c["epsilon"] is None for c in rows[0]["clients"])

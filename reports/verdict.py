@@ -1,0 +1,185 @@
+"""The study's answer in words: does an arm leak measurably, and does one leak more than another?
+
+One small set of rules, applied to the familywise figures the attack runners wrote (the
+``positions`` block of each attack file: the strongest attack of each attacker position,
+its intervals widened for the number of attacks it was picked from):
+
+* an arm **leaks measurably** at a position when an inversion's gain over the null attack
+  has an interval above 0 dB, or its identification rate an interval above the null's, or
+  a membership attack's AUC an interval above 0.5;
+* arm A **leaks more** than arm B only where one of those intervals of A lies wholly above
+  the same interval of B and none lies wholly below; overlapping intervals are "no
+  measurable difference"; both arms at their null are "neither leaks measurably by these
+  attacks at this budget". Every figure quoted names its attack and knowledge level.
+
+The three positions are never mixed: realistic (knowledge none or init, the updates the
+server really receives), worst case (a replayed one-image gradient), oracle (the client's
+real weights: an upper bound no server reaches).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+POSITIONS = ("realistic", "worst-case", "oracle")
+POSITION_NAMES = {"realistic": "realistic", "worst-case": "worst case", "oracle": "oracle (upper bound)"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The strongest attack of one kind at one position against one arm, with familywise intervals.
+
+    ``kind`` "inversion": ``value`` is the gain over the null in dB (interval ``ci``), with
+    identification ``ident``/``ident_ci`` against the null's ``null_ident_ci``. ``kind``
+    "membership": ``value`` is the AUC with interval ``ci``.
+    """
+
+    kind: str
+    method: str
+    knowledge: str
+    value: float
+    ci: tuple[float, float] | None
+    ident: float | None = None
+    ident_ci: tuple[float, float] | None = None
+    null_ident: float | None = None
+    null_ident_ci: tuple[float, float] | None = None
+    leaks: bool = False
+
+    def describe(self) -> str:
+        """'analytic (knowledge none): +7.1 dB over the null [+5.2, +9.0], identified 9/10 ...'."""
+        who = f"{self.method} (knowledge {self.knowledge})"
+        if self.kind == "inversion":
+            text = f"{who}: {self.value:+.1f} dB over the null attack {_db_interval(self.ci)}"
+            if self.ident is not None:
+                text += f", true image ranked first {100 * self.ident:.0f}% {_pct_interval(self.ident_ci)}"
+                if self.null_ident is not None:
+                    text += f" (null {100 * self.null_ident:.0f}%)"
+            return text
+        return f"{who}: membership AUC {self.value:.2f} {_interval(self.ci)}"
+
+
+@dataclass
+class ArmFindings:
+    """Everything the verdict needs of one arm at one position."""
+
+    label: str
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def measured(self) -> bool:
+        return bool(self.findings)
+
+    @property
+    def leaks(self) -> bool:
+        return any(f.leaks for f in self.findings)
+
+    def get(self, kind: str) -> Finding | None:
+        return next((f for f in self.findings if f.kind == kind), None)
+
+
+def _interval(ci) -> str:
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "(no interval: too few images)"
+
+
+def _db_interval(ci) -> str:
+    return f"[{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "(no interval: too few images)"
+
+
+def _pct_interval(ci) -> str:
+    return f"[{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]%" if ci else ""
+
+
+def arm_status(arm: ArmFindings) -> str:
+    """One clause on one arm at one position.
+
+    >>> arm_status(ArmFindings("partial"))
+    'partial: not measured'
+    >>> arm_status(ArmFindings("fedavg", [Finding("inversion", "analytic", "none", 7.1, (5.2, 9.0), leaks=True)]))
+    'fedavg leaks measurably: analytic (knowledge none): +7.1 dB over the null attack [+5.2, +9.0]'
+    >>> arm_status(ArmFindings("partial", [Finding("membership", "loss", "none", 0.51, (0.45, 0.57))]))
+    'partial: no measurable leak (loss (knowledge none): membership AUC 0.51 [0.45, 0.57])'
+    """
+    if not arm.measured:
+        return f"{arm.label}: not measured"
+    if arm.leaks:
+        return f"{arm.label} leaks measurably: " + "; ".join(f.describe() for f in arm.findings if f.leaks)
+    return f"{arm.label}: no measurable leak (" + "; ".join(f.describe() for f in arm.findings) + ")"
+
+
+def _above(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool:
+    return a is not None and b is not None and a[0] > b[1]
+
+
+def _direction(a: ArmFindings, b: ArmFindings) -> tuple[list[str], list[str]]:
+    """What separates the arms: (ways a leaks more, ways b leaks more), each naming both figures."""
+    more, less = [], []
+    for kind in ("inversion", "membership"):
+        fa, fb = a.get(kind), b.get(kind)
+        if fa is None or fb is None:
+            continue
+        what = "reconstruction gain" if kind == "inversion" else "membership AUC"
+        if _above(fa.ci, fb.ci):
+            more.append(f"{what}: {fa.describe()} against {fb.describe()}")
+        elif _above(fb.ci, fa.ci):
+            less.append(f"{what}: {fb.describe()} against {fa.describe()}")
+        if kind == "inversion":
+            if _above(fa.ident_ci, fb.ident_ci):
+                more.append(f"identification: {100 * fa.ident:.0f}% {_pct_interval(fa.ident_ci)} against "
+                            f"{100 * fb.ident:.0f}% {_pct_interval(fb.ident_ci)}")
+            elif _above(fb.ident_ci, fa.ident_ci):
+                less.append(f"identification: {100 * fb.ident:.0f}% {_pct_interval(fb.ident_ci)} against "
+                            f"{100 * fa.ident:.0f}% {_pct_interval(fa.ident_ci)}")
+    return more, less
+
+
+def compare_arms(position: str, a: ArmFindings, b: ArmFindings) -> str:
+    """One sentence for one attacker position: the only place a direction is ever declared.
+
+    >>> inv = lambda gain, ci, leaks: Finding("inversion", "analytic", "none", gain, ci, leaks=leaks)
+    >>> compare_arms("worst-case", ArmFindings("fedavg", [inv(7.1, (5.2, 9.0), True)]),
+    ...              ArmFindings("partial", [inv(0.4, (-0.5, 1.2), False)]))
+    'Worst case: fedavg leaks more than partial (reconstruction gain: analytic (knowledge none): +7.1 dB over the null attack [+5.2, +9.0] against analytic (knowledge none): +0.4 dB over the null attack [-0.5, +1.2]).'
+    >>> compare_arms("realistic", ArmFindings("fedavg", [inv(0.3, (-0.4, 1.0), False)]),
+    ...              ArmFindings("partial", [inv(-0.2, (-1.1, 0.6), False)]))
+    'Realistic: neither fedavg nor partial leaks measurably by these attacks at this budget (fedavg: analytic (knowledge none): +0.3 dB over the null attack [-0.4, +1.0]; partial: analytic (knowledge none): -0.2 dB over the null attack [-1.1, +0.6]).'
+    >>> compare_arms("realistic", ArmFindings("fedavg", [inv(3.1, (0.5, 5.0), True)]),
+    ...              ArmFindings("partial", [inv(1.9, (0.2, 3.5), True)]))
+    'Realistic: no measurable difference between fedavg and partial; fedavg leaks measurably: analytic (knowledge none): +3.1 dB over the null attack [+0.5, +5.0]; partial leaks measurably: analytic (knowledge none): +1.9 dB over the null attack [+0.2, +3.5].'
+    >>> compare_arms("oracle", ArmFindings("fedavg"), ArmFindings("partial"))
+    'Oracle (upper bound): not measured for fedavg or partial.'
+    >>> mem = lambda auc, ci: Finding("membership", "lira-offline", "none", auc, ci, leaks=ci[0] > 0.5)
+    >>> compare_arms("realistic", ArmFindings("fedavg", [inv(6.0, (4.0, 8.0), True), mem(0.50, (0.45, 0.55))]),
+    ...              ArmFindings("partial", [inv(0.0, (-1.0, 1.0), False), mem(0.70, (0.62, 0.78))]))[:71]
+    'Realistic: fedavg and partial each leak more by one measure: fedavg by '
+    """
+    name = POSITION_NAMES.get(position, position)
+    name = name[0].upper() + name[1:]
+    if not a.measured and not b.measured:
+        return f"{name}: not measured for {a.label} or {b.label}."
+    if not a.measured or not b.measured:
+        return f"{name}: {arm_status(a)}; {arm_status(b)}."
+    more, less = _direction(a, b)
+    if more and not less:
+        return f"{name}: {a.label} leaks more than {b.label} ({'; '.join(more)})."
+    if less and not more:
+        return f"{name}: {b.label} leaks more than {a.label} ({'; '.join(less)})."
+    if more and less:
+        return (f"{name}: {a.label} and {b.label} each leak more by one measure: {a.label} by {'; '.join(more)}; "
+                f"{b.label} by {'; '.join(less)}.")
+    if not a.leaks and not b.leaks:
+        details = "; ".join(f"{arm.label}: " + "; ".join(f.describe() for f in arm.findings) for arm in (a, b))
+        return f"{name}: neither {a.label} nor {b.label} leaks measurably by these attacks at this budget ({details})."
+    return f"{name}: no measurable difference between {a.label} and {b.label}; {arm_status(a)}; {arm_status(b)}."
+
+
+def study_answer(positions: dict[str, Sequence[ArmFindings]]) -> list[tuple[str, str]]:
+    """(position, sentence) for each position, first arm against each other arm, realistic first."""
+    out = []
+    for position in POSITIONS:
+        arms = list(positions.get(position, []))
+        if len(arms) == 1:
+            out.append((position, f"{POSITION_NAMES[position].capitalize()}: {arm_status(arms[0])}."))
+        for other in arms[1:]:
+            out.append((position, compare_arms(position, arms[0], other)))
+    return out
