@@ -223,7 +223,7 @@ class RunView:
         check_knowledge(knowledge)
         arch, width = self.client_arch(k), self.client_shared_width(k)
         if knowledge == "full" and self.algorithm not in FULL_MODEL_ALGORITHMS:
-            path = self.path / "oracle" / f"round_{r}" / f"client_{k}.safetensors"
+            path = _oracle_file(self.path / "oracle" / f"round_{r}" / f"client_{k}.safetensors")
             model = self._load(self._build(arch, width), load_tensors(path), path)
         elif self.algorithm in FULL_MODEL_ALGORITHMS:
             # Every level is exact here: a sampled client starts the round from the global model it
@@ -272,7 +272,7 @@ class RunView:
             return self._load(self._build(arch, width), received, path).to(device).eval()
         shared = {n: received[n] for n in ("shared.weight", "shared.bias")}
         if knowledge == "full":
-            path = self.path / "models" / f"client_{k}.safetensors"
+            path = _oracle_file(self.path / "models" / f"client_{k}.safetensors")
             model = self._load(self._build(arch, width), load_tensors(path), path)
         elif knowledge == "init":
             path = self.path / "init" / f"client_{k}.safetensors"
@@ -320,6 +320,16 @@ class RunView:
             return max(values)
         eps = (self.summary or {}).get("epsilon")
         return float(eps) if eps is not None else None
+
+
+def _oracle_file(path: Path) -> Path:
+    """An oracle file, or an error that says what it is and what to use instead."""
+    if not path.is_file():
+        raise PrivfedError(
+            f"--knowledge full needs {path} (the client's real private weights: the oracle upper bound), which is "
+            "missing: Flower runs and shared copies of a run have no oracle files; use --knowledge none,init"
+        )
+    return path
 
 
 def open_run(path: str | Path) -> RunView:
