@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -103,8 +105,50 @@ extra_key = st.tuples(st.sampled_from([None] * 8 + ["rouns", "", "dp_level", "fo
 configs = st.builds(_assemble, st.fixed_dictionaries({}, optional={name: field_value(name) for name in FIELDS}), extra_key)
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def assert_valid(c: TrainConfig) -> None:
+    """What an accepted config must satisfy, written independently of TrainConfig.validate.
+
+    Without it a fuzz test passes whether bad input is refused or silently accepted.
+    """
+    from privfed.dp.config import LEVELS, NEIGHBOURING
+    from privfed.federated import AGGREGATIONS, ALGORITHMS
+    from privfed.federated.config import CLASS_WEIGHTINGS, DEVICES, LR_SCHEDULES, OPTIMIZERS
+    from privfed.models import MIN_IMAGE_SIZE
+
+    for name in ("num_clients", "rounds", "batch_size", "image_size", "eval_batch_size", "clients_per_round"):
+        assert _count(getattr(c, name)), (name, getattr(c, name))
+    assert c.clients_per_round <= c.num_clients
+    assert _number(c.lr) and c.lr > 0 and _number(c.momentum) and 0 <= c.momentum < 1
+    assert _number(c.mu) and c.mu >= 0 and _number(c.trim_fraction) and 0 <= c.trim_fraction < 0.5
+    assert isinstance(c.seed, int) and not isinstance(c.seed, bool) and c.seed >= 0
+    assert isinstance(c.server_epochs, int) and not isinstance(c.server_epochs, bool) and c.server_epochs >= 0
+    assert c.algorithm in ALGORITHMS.names() and c.aggregation in AGGREGATIONS.names()
+    assert c.optimizer in OPTIMIZERS and c.device in DEVICES and c.lr_schedule in LR_SCHEDULES
+    assert c.class_weighting in CLASS_WEIGHTINGS and isinstance(c.num_classes, int) and c.num_classes >= 2
+    assert len(c.archs) == c.num_clients and all(c.image_size >= MIN_IMAGE_SIZE[a] for a in [*c.archs, c.server_arch])
+    assert len(c.local_epochs) == len(c.shared_width) == c.num_clients
+    assert all(_count(v) for v in [*c.local_epochs, *c.shared_width, c.common_width])
+    assert all(isinstance(r, int) and 1 <= r <= c.rounds for r in c.observe)
+    dp = c.dp
+    assert dp.level in LEVELS and _number(dp.max_grad_norm) and dp.max_grad_norm > 0
+    if dp.level != "none":
+        assert (dp.noise_multiplier is None) != (dp.target_epsilon is None)
+        assert dp.noise_multiplier is None or (_number(dp.noise_multiplier) and dp.noise_multiplier >= 0)
+        assert dp.target_epsilon is None or (_number(dp.target_epsilon) and dp.target_epsilon > 0)
+        assert dp.neighbouring in NEIGHBOURING
+    assert dp.delta is None or (_number(dp.delta) and 0 < dp.delta < 1)
+
+
 def check(load) -> None:
-    """``load()`` gives a config or raises PrivfedError; an accepted config resolves and round-trips."""
+    """``load()`` gives a config or raises PrivfedError; an accepted config is valid, resolves and round-trips."""
     try:
         config = load()
     except PrivfedError as exc:
@@ -115,9 +159,21 @@ def check(load) -> None:
         resolved = config.resolved()
     except PrivfedError:
         return  # a check that needs every field at once may still refuse it here
+    assert_valid(resolved)
     stored = json.loads(dumps_json(resolved.to_dict()))
     again = TrainConfig.from_dict(stored, source="config.json")
     assert again.resolved().to_dict() == stored
+
+
+@pytest.mark.parametrize("bad", [{"lr": math.nan}, {"lr": -0.1}, {"momentum": 1.0}, {"rounds": 0}, {"rounds": True},
+                                 {"observe": "7"}, {"image_size": 8}, {"dp": {"level": "sample"}},
+                                 {"dp": {"level": "client", "noise_multiplier": 1.0, "target_epsilon": 3.0}},
+                                 {"dp": {"level": "sample", "noise_multiplier": 1.0, "delta": 1.5}},
+                                 {"class_weighting": "balance"}, {"lr_schedule": 3}])
+def test_known_bad_values_are_refused(bad):
+    """The fuzzers' oracle (assert_valid) and validate agree on hand-picked bad values."""
+    with pytest.raises(PrivfedError):
+        TrainConfig.from_dict({"image_size": 32, "num_clients": 2, "rounds": 5, **bad}, source="bad.toml").resolved()
 
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
