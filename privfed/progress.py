@@ -9,6 +9,7 @@ plain line per task every few seconds: ``inversion (full-model): 3/12, 41 s``.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Any
 
@@ -31,6 +32,9 @@ class PlainProgress:
         self.interval = interval
         self.enabled = enabled
         self._tasks: dict[int, dict[str, Any]] = {}
+        self._lock = threading.RLock()
+        self._stopped = threading.Event()
+        self._heartbeat: threading.Thread | None = None
 
     def __enter__(self) -> PlainProgress:
         return self.start()
@@ -39,11 +43,27 @@ class PlainProgress:
         self.stop()
 
     def start(self) -> PlainProgress:
+        """A heartbeat thread repeats each unfinished task's line, so a long single step is not silence."""
+        if self.enabled and self._heartbeat is None:
+            self._stopped.clear()
+            self._heartbeat = threading.Thread(target=self._beat, name="privfed-progress", daemon=True)
+            self._heartbeat.start()
         return self
 
     def stop(self) -> None:
-        for task_id in self._tasks:
+        self._stopped.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=1.0)
+            self._heartbeat = None
+        for task_id in list(self._tasks):
             self._print(task_id, force=True)
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self.interval):
+            with self._lock:
+                for task_id, task in list(self._tasks.items()):
+                    if task["total"] is None or task["completed"] < task["total"]:
+                        self._print(task_id, force=True, repeat=True)
 
     def add_task(self, description: str, total: float | None = None, completed: float = 0, visible: bool = True,
                  **fields: Any) -> int:
@@ -85,19 +105,22 @@ class PlainProgress:
         elapsed = time.perf_counter() - task["start"]
         return f"{task['description'].strip()}: {int(task['completed'])}{total}{', ' + extra if extra else ''}, {elapsed:.0f} s"
 
-    def _print(self, task_id: int, force: bool = False) -> None:
-        task = self._tasks[task_id]
-        if not self.enabled or not task["visible"] or not task["description"].strip():
-            return
-        now = time.perf_counter()
-        if not force and now - task["printed"] < self.interval:
-            return
-        text = self.line(task_id)
-        if text == task["last"]:
-            return
-        task["printed"], task["last"] = now, text
-        self.stream.write(text + "\n")
-        self.stream.flush()
+    def _print(self, task_id: int, force: bool = False, repeat: bool = False) -> None:
+        with self._lock:
+            task = self._tasks[task_id]
+            if not self.enabled or not task["visible"] or not task["description"].strip():
+                return
+            now = time.perf_counter()
+            if not force and now - task["printed"] < self.interval:
+                return
+            if repeat and now - task["printed"] < self.interval:
+                return
+            text = self.line(task_id)
+            if text == task["last"] and not repeat:
+                return
+            task["printed"], task["last"] = now, text
+            self.stream.write(text + "\n")
+            self.stream.flush()
 
 
 def progress_bar(*columns: Any, enabled: bool = True, console: Console | None = None, transient: bool = False):

@@ -176,12 +176,14 @@ def compare(
     console.print(f"study folder: {out_dir}", markup=False)
 
     run_dirs: list[Path] = []
+    clock = _StageClock(out_dir / "study.json", preset)
     for name, options in attacked + baselines:
         options = {**options, **{k: v for k, v in common.items() if v is not None}}
         run_dir = out_dir / name
         config = build_config(options)
         console.rule(f"[bold]{name}[/]: training")
-        run_training(config, run_dir, progress=not quiet, command=train_command(options, run_dir))
+        with clock(f"{name}: training"):
+            run_training(config, run_dir, progress=not quiet, command=train_command(options, run_dir))
         run_dirs.append(run_dir)
         if name in dict(baselines):
             continue
@@ -195,17 +197,48 @@ def compare(
                 options_ = InversionOptions(target=target, methods=methods, rounds=[first], clients=clients,
                                             iterations=iterations or study.inversion_iterations, seed=seed, device=device,
                                             **extra)
-                run_inversion_attacks(run_dir, options_, progress=not quiet, command=_attack_command(run_dir, options_))
+                with clock(f"{name}: inversion of the {target} ({source})"):
+                    run_inversion_attacks(run_dir, options_, progress=not quiet, command=_attack_command(run_dir, options_))
             console.rule(f"[bold]{name}[/]: membership inference on the {target}")
             membership = MembershipOptions(
                 target=target, methods=study.membership_methods,
                 reference_models=reference_models or study.reference_models,
                 max_members=max_members or study.max_members, clients=clients, seed=seed, device=device,
             )
-            run_membership_attacks(run_dir, membership, progress=not quiet, command=_membership_command(run_dir, membership))
+            with clock(f"{name}: membership inference on the {target}"):
+                run_membership_attacks(run_dir, membership, progress=not quiet, command=_membership_command(run_dir, membership))
     title = f"privfed study: full-model FedAvg vs partial-weight aggregation ({preset})"
-    report = build_report(run_dirs, out_dir / "report.html", redact_originals=redact_originals, title=title)
+    with clock("report"):
+        report = build_report(run_dirs, out_dir / "report.html", redact_originals=redact_originals, title=title)
+    console.print(f"study done in {clock.total / 60:.1f} min; open the report in a browser "
+                  f"(xdg-open on Linux, open on macOS, or paste the path into the address bar):")
     typer.echo(str(Path(report).resolve()))
+
+
+class _StageClock:
+    """Wall seconds per stage, written to ``study.json`` after each (bench/study_time.py reads it)."""
+
+    def __init__(self, path: Path, preset: str) -> None:
+        self.path, self.preset, self.stages = path, preset, []
+        self.started = time.perf_counter()
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self.started
+
+    def __call__(self, name: str):
+        from contextlib import contextmanager
+
+        from privfed.io import write_json
+
+        @contextmanager
+        def stage():
+            begin = time.perf_counter()
+            yield
+            self.stages.append({"stage": name, "seconds": round(time.perf_counter() - begin, 2)})
+            write_json(self.path, {"preset": self.preset, "stages": self.stages, "total_seconds": round(self.total, 2)})
+
+        return stage()
 
 
 def _attack_command(run_dir: Path, options) -> str:
