@@ -28,13 +28,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "rounds": 10, "local_epochs": 2, "batch_size": 16, "lr": 0.001, "optimizer": "adam", "lr_schedule": "cosine",
         "observe": "first,last",
     },
+    # The seed's experiment at its real size, with the optimiser that converges in the quick study
+    # (Adam 1e-3, cosine over rounds; SGD 0.01 left FedAvg near chance and MobileNetV3 constant).
     "seed-same-arch": {
         "algorithm": "fedavg", "num_clients": 4, "archs": ["simple"] * 4, "plan": "seed", "image_size": 224,
-        "rounds": 10,
+        "rounds": 10, "local_epochs": 1, "batch_size": 32, "lr": 0.001, "optimizer": "adam", "lr_schedule": "cosine",
     },
     "seed-hetero": {
         "algorithm": "partial", "num_clients": 4, "plan": "seed", "image_size": 224, "rounds": 10,
         "archs": ["simple", "mobilenet_v3_large", "mobilenet_v3_small", "densenet121"],
+        "local_epochs": 1, "batch_size": 32, "lr": 0.001, "optimizer": "adam", "lr_schedule": "cosine",
     },
 }
 
