@@ -147,7 +147,7 @@ class BookKeepingDPOptimizer(DPOptimizer):
     def clip_and_accumulate(self) -> None:
         records, scale = self.module.take_records()
         device = self.params[0].device
-        sq_norms = sum(record.sq_norms.to(device, torch.float64) for record in records) * scale**2
+        sq_norms = torch.stack([record.sq_norms.to(device, torch.float64) for record in records]).sum(0) * scale**2
         factor = (self.max_grad_norm / (sq_norms.sqrt() + 1e-6)).clamp(max=1.0)
         sums: dict[nn.Parameter, torch.Tensor] = {}
         for record in records:
@@ -159,21 +159,19 @@ class BookKeepingDPOptimizer(DPOptimizer):
     def add_noise(self) -> None:
         """p.grad = clipped sum + N(0, (sigma C)^2), divided by the expected batch size for a mean loss.
 
-        Opacus' ``scale_grad`` is folded in here: one pass over each gradient, not two.
+        Opacus' ``scale_grad`` is folded in here; both run as one multi-tensor op each.
         """
         params = self.params
+        grads = [p.summed_grad for p in params]
         std = self.noise_multiplier * self.max_grad_norm
-        divisor = self.expected_batch_size * self.accumulated_iterations if self.loss_reduction == "mean" else 1
-        noise = None
         if std > 0:
-            noise = standard_normal(sum(p.numel() for p in params), self.generator, params[0].device, params[0].dtype)
-        offset = 0
-        for p in params:
-            grad = p.summed_grad
-            if noise is not None:
-                grad = grad.add_(noise[offset : offset + p.numel()].view_as(grad).to(grad.dtype), alpha=std)
-                offset += p.numel()
-            p.grad = grad.div_(divisor) if divisor != 1 else grad
+            noise = standard_normal(sum(g.numel() for g in grads), self.generator, grads[0].device, grads[0].dtype)
+            pieces = noise.split([g.numel() for g in grads])
+            torch._foreach_add_(grads, [n.view_as(g).to(g.dtype) for n, g in zip(pieces, grads)], alpha=std)
+        if self.loss_reduction == "mean":
+            torch._foreach_div_(grads, float(self.expected_batch_size * self.accumulated_iterations))
+        for p, grad in zip(params, grads):
+            p.grad = grad
             p.summed_grad = None
 
     def pre_step(self, closure=None) -> bool:
