@@ -24,7 +24,7 @@ from torch import nn
 
 from privfed.dp.clip_records import ClipRecord
 from privfed.dp.layer_rules import RecordRule, rule_for
-from privfed.dp.noise import standard_normal
+from privfed.dp.noise import NoiseStream
 from privfed.errors import PrivfedError
 
 
@@ -136,6 +136,11 @@ class BookKeepingDPOptimizer(DPOptimizer):
     def __init__(self, optimizer: torch.optim.Optimizer, *, module: BookKeepingGradSampleModule, **kwargs) -> None:
         super().__init__(optimizer, **kwargs)
         self.module = module
+        self._noise = NoiseStream(self.generator)
+
+    def close(self) -> None:
+        """Stop drawing noise ahead (call when training with this optimizer is over)."""
+        self._noise.discard()
 
     def set_regularizer(self, fn: Callable[[], torch.Tensor] | None) -> None:
         self.regularizer = fn
@@ -165,7 +170,7 @@ class BookKeepingDPOptimizer(DPOptimizer):
         grads = [p.summed_grad for p in params]
         std = self.noise_multiplier * self.max_grad_norm
         if std > 0:
-            noise = standard_normal(sum(g.numel() for g in grads), self.generator, grads[0].device, grads[0].dtype)
+            noise = self._noise.take(sum(g.numel() for g in grads), grads[0].device, grads[0].dtype)
             pieces = noise.split([g.numel() for g in grads])
             torch._foreach_add_(grads, [n.view_as(g).to(g.dtype) for n, g in zip(pieces, grads)], alpha=std)
         if self.loss_reduction == "mean":

@@ -108,6 +108,7 @@ class SampleLevelPrivacy(AccountedPrivacy):
             )
         device = next(model.parameters()).device
         private_model = BookKeepingGradSampleModule(model, loss_reduction="mean")
+        private_optimizer = None
         try:
             private_optimizer = BookKeepingDPOptimizer(
                 optimizer,
@@ -129,6 +130,8 @@ class SampleLevelPrivacy(AccountedPrivacy):
             )
             yield private_model, private_optimizer, poisson_loader
         finally:
+            if private_optimizer is not None:
+                private_optimizer.close()
             private_model.cleanup()
             strip_opacus_attributes(model)
 

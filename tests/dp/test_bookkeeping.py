@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from privfed.dp.bookkeeping import BookKeepingDPOptimizer, BookKeepingGradSampleModule
-from privfed.dp.noise import MIN_CHUNK, standard_normal
+from privfed.dp.noise import CHUNK, NoiseStream, standard_normal
 from privfed.errors import PrivfedError
 
 
@@ -63,9 +63,11 @@ def test_parameters_stay_trainable_and_evaluation_records_nothing() -> None:
 
 
 def test_parallel_noise_is_standard_normal_and_reproducible() -> None:
-    torch.set_num_threads(2)
-    n = 2 * MIN_CHUNK + 5
-    draws = [standard_normal(n, torch.Generator().manual_seed(7), torch.device("cpu"), torch.float32) for _ in range(2)]
+    n = 2 * CHUNK + 5
+    draws = []
+    for threads in (1, 2):  # the values do not depend on how many threads draw them
+        torch.set_num_threads(threads)
+        draws.append(standard_normal(n, torch.Generator().manual_seed(7), torch.device("cpu"), torch.float32))
     assert torch.equal(draws[0], draws[1])
     x = draws[0]
     assert abs(x.mean().item()) < 0.01 and abs(x.std().item() - 1.0) < 0.01
@@ -73,3 +75,14 @@ def test_parallel_noise_is_standard_normal_and_reproducible() -> None:
     assert abs(torch.corrcoef(torch.stack([x[:half], x[half : 2 * half]]))[0, 1].item()) < 0.01  # chunks independent
     other = standard_normal(n, torch.Generator().manual_seed(8), torch.device("cpu"), torch.float32)
     assert not torch.equal(x, other)
+
+
+def test_noise_drawn_ahead_is_what_drawing_in_turn_gives() -> None:
+    cpu = torch.device("cpu")
+    g = torch.Generator().manual_seed(3)
+    in_turn = [standard_normal(CHUNK + 7, g, cpu, torch.float32) for _ in range(3)]
+    stream = NoiseStream(torch.Generator().manual_seed(3))
+    ahead = [stream.take(CHUNK + 7, cpu, torch.float32) for _ in range(3)]
+    stream.discard()
+    assert all(torch.equal(a, b) for a, b in zip(in_turn, ahead))
+    assert not torch.equal(ahead[0], ahead[1])
