@@ -1,8 +1,10 @@
-"""Number formatting shared by the templates (registered as jinja2 filters).
+"""Number formatting shared by the views and templates (registered as jinja2 filters).
 
-Every function accepts whatever a JSON file held and returns a short plain string; an
-absent or non-numeric value prints as an em dash so a missing field never breaks a report.
-Strings returned here are still HTML-escaped by the template (autoescape is on).
+One rule for units, so a reader never has to guess: a figure and its interval are written
+in the same unit ("42% [31%, 55%]", "+1.2 dB [-0.3, +2.7]", "AUC 0.55 [0.49, 0.61]").
+Every function accepts whatever a JSON file held; an absent value prints as "not measured"
+(or an em dash where a cell only repeats a missing number), never as a zero that would read
+as "perfectly private". Strings returned here are still HTML-escaped by the template.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from typing import Any
 from reports.load import as_float
 
 MISSING = "—"
+NOT_MEASURED = "not measured"
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
 
 def human_bytes(value: Any) -> str:
-    """1536 -> '1.5 KiB' (binary units, as network and file sizes are counted)."""
+    """1536 -> '1.50 KiB' (binary units, as network and file sizes are counted)."""
     number = as_float(value)
     if number is None:
         return MISSING
@@ -42,19 +45,78 @@ def num(value: Any, digits: int = 3) -> str:
     return f"{number:.{digits}f}"
 
 
-def pct(value: Any, digits: int = 1) -> str:
-    """A fraction in [0, 1] as a percentage: 0.912 -> '91.2%'."""
-    number = as_float(value)
-    return MISSING if number is None else f"{100 * number:.{digits}f}%"
-
-
-def interval(value: Any, digits: int = 3) -> str:
-    """[lo, hi] -> '[0.512, 0.604]'."""
+def _pair(value: Any) -> tuple[float, float] | None:
     if isinstance(value, (list, tuple)) and len(value) == 2:
         lo, hi = as_float(value[0]), as_float(value[1])
         if lo is not None and hi is not None:
-            return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
-    return ""
+            return lo, hi
+    return None
+
+
+def _percent(number: float, digits: int | None) -> str:
+    """Whole percent, unless a figure is below 10%: then one decimal (a 0.4% TPR is not 0%)."""
+    if digits is None:
+        digits = 1 if 0 < abs(number) < 0.1 else 0
+    return f"{100 * number:.{digits}f}%"
+
+
+def pct(value: Any, digits: int | None = None) -> str:
+    """A fraction in [0, 1] as a percentage: 0.912 -> '91%', 0.004 -> '0.4%' (digits fixes the decimals)."""
+    number = as_float(value)
+    return MISSING if number is None else _percent(number, digits)
+
+
+def pct_interval(value: Any, digits: int | None = None) -> str:
+    """[0.31, 0.55] -> '[31%, 55%]' (empty when there is no interval)."""
+    pair = _pair(value)
+    return f"[{_percent(pair[0], digits)}, {_percent(pair[1], digits)}]" if pair else ""
+
+
+def pct_ci(value: Any, ci: Any, digits: int | None = None) -> str:
+    """'42% [31%, 55%]'; 'not measured' without a value."""
+    if as_float(value) is None:
+        return NOT_MEASURED
+    return (pct(value, digits) + " " + pct_interval(ci, digits)).strip()
+
+
+def db(value: Any) -> str:
+    """A gain in decibels with its sign: 1.24 -> '+1.2 dB'."""
+    number = as_float(value)
+    return NOT_MEASURED if number is None else f"{number:+.1f} dB"
+
+
+def db_interval(value: Any) -> str:
+    pair = _pair(value)
+    return f"[{pair[0]:+.1f}, {pair[1]:+.1f}]" if pair else ""
+
+
+def db_ci(value: Any, ci: Any) -> str:
+    """'+1.2 dB [-0.3, +2.7]'; 'not measured' without a value; notes a missing interval."""
+    if as_float(value) is None:
+        return NOT_MEASURED
+    interval_text = db_interval(ci)
+    return f"{db(value)} {interval_text}" if interval_text else f"{db(value)} (no interval: one image)"
+
+
+def interval(value: Any, digits: int = 2) -> str:
+    """[lo, hi] -> '[0.51, 0.60]' (empty when there is no interval)."""
+    pair = _pair(value)
+    return f"[{pair[0]:.{digits}f}, {pair[1]:.{digits}f}]" if pair else ""
+
+
+def auc_ci(value: Any, ci: Any) -> str:
+    """'0.55 [0.49, 0.61]'; 'not measured' without a value."""
+    if as_float(value) is None:
+        return NOT_MEASURED
+    return f"{as_float(value):.2f} {interval(ci)}".strip()
+
+
+def epsilon(value: Any, dp_level: str | None = "none") -> str:
+    """A DP epsilon: 'no DP' for runs without DP, 'not measured' when the file has none."""
+    if dp_level in (None, "", "none", "None"):
+        return "no DP"
+    number = as_float(value)
+    return NOT_MEASURED if number is None else f"{number:.2f}"
 
 
 def text(value: Any) -> str:
@@ -70,4 +132,11 @@ def text(value: Any) -> str:
     return str(value)
 
 
-FILTERS = {"bytes": human_bytes, "num": num, "pct": pct, "ci": interval, "text": text}
+def count(value: Any) -> str:
+    """1347 -> '1,347'."""
+    number = as_float(value)
+    return MISSING if number is None else f"{int(number):,}"
+
+
+FILTERS = {"bytes": human_bytes, "num": num, "pct": pct, "pct_interval": pct_interval, "pct_ci": pct_ci,
+           "db": db, "db_ci": db_ci, "ci": interval, "auc_ci": auc_ci, "epsilon": epsilon, "text": text, "count": count}

@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from reports.fmt import pct, pct_interval
+
 POSITIONS = ("realistic", "worst-case", "oracle")
 POSITION_NAMES = {"realistic": "realistic", "worst-case": "worst case", "oracle": "oracle (upper bound)"}
 
@@ -52,9 +54,9 @@ class Finding:
         if self.kind == "inversion":
             text = f"{who}: {self.value:+.1f} dB over the null attack {_db_interval(self.ci)}"
             if self.ident is not None:
-                text += f", true image ranked first {100 * self.ident:.0f}% {_pct_interval(self.ident_ci)}"
+                text += f", true image ranked first {pct(self.ident)} {_pct_interval(self.ident_ci)}".rstrip()
                 if self.null_ident is not None:
-                    text += f" (null {100 * self.null_ident:.0f}%)"
+                    text += f" (null {pct(self.null_ident)})"
             return text
         return f"{who}: membership AUC {self.value:.2f} {_interval(self.ci)}"
 
@@ -87,7 +89,7 @@ def _db_interval(ci) -> str:
 
 
 def _pct_interval(ci) -> str:
-    return f"[{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]%" if ci else ""
+    return pct_interval(ci)
 
 
 def arm_status(arm: ArmFindings) -> str:
@@ -125,11 +127,11 @@ def _direction(a: ArmFindings, b: ArmFindings) -> tuple[list[str], list[str]]:
             less.append(f"{what}: {fb.describe()} against {fa.describe()}")
         if kind == "inversion":
             if _above(fa.ident_ci, fb.ident_ci):
-                more.append(f"identification: {100 * fa.ident:.0f}% {_pct_interval(fa.ident_ci)} against "
-                            f"{100 * fb.ident:.0f}% {_pct_interval(fb.ident_ci)}")
+                more.append(f"identification: {pct(fa.ident)} {_pct_interval(fa.ident_ci)} against "
+                            f"{pct(fb.ident)} {_pct_interval(fb.ident_ci)}")
             elif _above(fb.ident_ci, fa.ident_ci):
-                less.append(f"identification: {100 * fb.ident:.0f}% {_pct_interval(fb.ident_ci)} against "
-                            f"{100 * fa.ident:.0f}% {_pct_interval(fa.ident_ci)}")
+                less.append(f"identification: {pct(fb.ident)} {_pct_interval(fb.ident_ci)} against "
+                            f"{pct(fa.ident)} {_pct_interval(fa.ident_ci)}")
     return more, less
 
 
