@@ -3,11 +3,53 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import privfed
+
+POSITION_NAMES = {"realistic": "Realistic", "worst-case": "Worst case", "oracle": "Oracle (upper bound)"}
+
+
+class AnswerSentences(HTMLParser):
+    """position -> the visible text of its answer sentence (the <li data-position=...> items)."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.sentences: dict[str, str] = {}
+        self._position = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "li" and "data-position" in attrs:
+            self._position = attrs["data-position"]
+            self.sentences[self._position] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "li":
+            self._position = None
+
+    def handle_data(self, data):
+        if self._position:
+            self.sentences[self._position] += data
+
+
+def expected_figures(arm_dir: Path, target: str, position: str) -> tuple[bool, list[str]]:
+    """(leaks, the quoted figures) of one arm at one position, read straight from its attack files."""
+    leaks, quoted = False, []
+    inversion = json.loads((arm_dir / "attacks" / f"inversion-{target}.json").read_text())["positions"].get(position)
+    if inversion:
+        leaks |= inversion["leaks"]
+        quoted.append(f"{inversion['method']} (knowledge {inversion['knowledge']}): {inversion['gain_db']:+.1f} dB over the null attack")
+    membership = json.loads((arm_dir / "attacks" / f"membership-{target}.json").read_text())["positions"].get(position)
+    if membership:
+        leaks |= membership["leaks"]
+        quoted.append(f"{membership['method']} (knowledge {membership['knowledge']}): membership AUC {membership['auc']:.2f}")
+    return leaks, quoted
 
 
 def compare(*args: str) -> subprocess.CompletedProcess:
@@ -25,8 +67,20 @@ def test_compare_trains_attacks_both_schemes_and_prints_the_report_path_last(tmp
         for target in targets:
             for kind in ("inversion", "membership"):
                 assert json.loads((out / arm / "attacks" / f"{kind}-{target}.json").read_text())["results"], (arm, kind, target)
-    html = (out / "report.html").read_text(encoding="utf-8")
-    assert "fedavg" in html and "partial" in html and "leaked" in html
+    # the report's answer is the verdict of the familywise blocks the attack files hold, one sentence per position
+    sentences = AnswerSentences((out / "report.html").read_text(encoding="utf-8")).sentences
+    assert list(sentences) == ["realistic", "worst-case", "oracle"]
+    for position, sentence in sentences.items():
+        fedavg_leaks, fedavg_quoted = expected_figures(out / "fedavg", "full-model", position)
+        partial_leaks, partial_quoted = expected_figures(out / "partial", "shared-layer", position)
+        assert sentence.startswith(POSITION_NAMES[position] + ": "), sentence
+        if not fedavg_leaks and not partial_leaks:
+            assert "neither FedAvg nor partial-weight leaks measurably by these attacks at this budget" in sentence
+            for figure in fedavg_quoted + partial_quoted:  # every figure quoted names its attack and knowledge level
+                assert figure in sentence, (figure, sentence)
+        else:
+            assert re.search(r"leaks (more than|measurably)", sentence), sentence
+            assert any(figure in sentence for figure in fedavg_quoted + partial_quoted), sentence
 
 
 def test_compare_refuses_to_write_inside_the_installed_package():

@@ -22,7 +22,7 @@ class StartTags(HTMLParser):
         self.tags.append((tag, dict(attrs)))
 
 
-def test_markup_in_class_names_ids_and_file_names_is_escaped(make_run, tmp_path):
+def test_markup_in_class_names_ids_methods_and_file_names_is_escaped(make_run, tmp_path):
     run = make_run("run-<script>alert(1)", classes=(XSS, "tumor"), sample_ids=(XSS, "b", "c", "d"),
                    image_name='"><img src=x onerror=alert(1)>')
     config = json.loads((run / "config.json").read_text())
@@ -31,14 +31,18 @@ def test_markup_in_class_names_ids_and_file_names_is_escaped(make_run, tmp_path)
     (run / "config.json").write_text(json.dumps(config))
     attack = run / "attacks" / "inversion-full-model.json"
     data = json.loads(attack.read_text())
-    data["target"] = XSS
-    data["results"][0]["method"] = "$x^{2$ " + XSS  # also no mathtext crash in the ROC/plots
-    data["results"][0]["threat_model"] = XSS
-    attack.unlink()
-    (run / "attacks" / "inversion-<img src=x onerror=alert(1)>.json").write_text(json.dumps(data))
+    data["commands"].append(XSS)
+    for row in data["results"]:
+        row["method"] = "$x^{2$ " + XSS  # also no mathtext crash in the figures
+        row["threat_model"] = XSS
+    for block in data["positions"].values():
+        block["method"] = "$x^{2$ " + XSS
+    attack.write_text(json.dumps(data))
     membership = run / "attacks" / "membership-full-model.json"
     mdata = json.loads(membership.read_text())
-    mdata["results"][0]["method"] = "$x^{2$ " + XSS
+    for row in mdata["results"]:
+        row["method"] = "$x^{2$ " + XSS
+        row["model"] = XSS
     membership.write_text(json.dumps(mdata))
 
     html = build_report([run], tmp_path / "x.html", title=XSS).read_text(encoding="utf-8")
@@ -50,9 +54,11 @@ def test_markup_in_class_names_ids_and_file_names_is_escaped(make_run, tmp_path)
     assert XSS not in html and "<script" not in html.lower()
     assert f"<title>{ESCAPED}</title>" in html
     assert f"{ESCAPED} (0)" in html                      # class name shown with a sample's label
-    assert re.search(rf"<td>{re.escape(ESCAPED)}</td>", html)  # sample id and architecture cells
+    assert re.search(rf"<td>{re.escape(ESCAPED)}</td>", html)  # sample id cell
     assert "run-&lt;script&gt;alert(1)" in html          # folder name
-    assert "inversion-&lt;img src=x onerror=alert(1)&gt;.json" in html  # attack file name
+    assert f"$x^{{2$ {ESCAPED} (knowledge none)" in html  # method in the answer and the tables
     assert f"--out x&lt;/code&gt;&lt;/pre&gt;{ESCAPED}" in html          # command
-    # the image named with markup is still embedded (it is a PNG inside attacks/), by bytes only
-    assert sum(1 for t, _ in tags if t == "img") == 5
+    assert f"<td>{ESCAPED}</td>" in html                 # threat model
+    # images named with markup are still embedded (they are PNGs inside attacks/), by bytes only:
+    # the first screen's picture, 3 positions x 3 strips, the ROC, the trade-off plot, the training plot
+    assert sum(1 for t, _ in tags if t == "img") == 1 + 9 + 1 + 1 + 1
