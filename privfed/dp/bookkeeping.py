@@ -149,32 +149,32 @@ class BookKeepingDPOptimizer(DPOptimizer):
     def accumulated_iterations(self) -> int:
         return 1
 
+    @property
+    def _divisor(self) -> float:
+        """What a mean loss divides the noisy sum by (Opacus' ``scale_grad``)."""
+        return float(self.expected_batch_size * self.accumulated_iterations) if self.loss_reduction == "mean" else 1.0
+
     def clip_and_accumulate(self) -> None:
+        """p.summed_grad = sum of clipped per-sample gradients, already divided by ``_divisor``."""
         records, scale = self.module.take_records()
         device = self.params[0].device
         sq_norms = torch.stack([record.sq_norms.to(device, torch.float64) for record in records]).sum(0) * scale**2
         factor = (self.max_grad_norm / (sq_norms.sqrt() + 1e-6)).clamp(max=1.0)
         sums: dict[nn.Parameter, torch.Tensor] = {}
         for record in records:
-            sums.update(record.weighted_sum(factor * scale))
+            sums.update(record.weighted_sum(factor * (scale / self._divisor)))
         for p in self.params:
-            grad = sums[p].to(p.dtype).view_as(p) if p in sums else torch.zeros_like(p)
-            p.summed_grad = grad if p.summed_grad is None else p.summed_grad + grad
+            p.summed_grad = sums[p].to(p.dtype).view_as(p) if p in sums else torch.zeros_like(p)
 
     def add_noise(self) -> None:
-        """p.grad = clipped sum + N(0, (sigma C)^2), divided by the expected batch size for a mean loss.
-
-        Opacus' ``scale_grad`` is folded in here; both run as one multi-tensor op each.
-        """
+        """p.grad = (clipped sum + N(0, (sigma C)^2)) / ``_divisor``, as one multi-tensor op."""
         params = self.params
         grads = [p.summed_grad for p in params]
         std = self.noise_multiplier * self.max_grad_norm
         if std > 0:
             noise = self._noise.take(sum(g.numel() for g in grads), grads[0].device, grads[0].dtype)
             pieces = noise.split([g.numel() for g in grads])
-            torch._foreach_add_(grads, [n.view_as(g).to(g.dtype) for n, g in zip(pieces, grads)], alpha=std)
-        if self.loss_reduction == "mean":
-            torch._foreach_div_(grads, float(self.expected_batch_size * self.accumulated_iterations))
+            torch._foreach_add_(grads, [n.view_as(g).to(g.dtype) for n, g in zip(pieces, grads)], alpha=std / self._divisor)
         for p, grad in zip(params, grads):
             p.grad = grad
             p.summed_grad = None
@@ -183,7 +183,7 @@ class BookKeepingDPOptimizer(DPOptimizer):
         if not self.module.has_records:
             return True  # nothing went through the model: behave like the plain optimizer
         self.clip_and_accumulate()
-        self.add_noise()  # and the mean's scaling
+        self.add_noise()  # the mean's scaling is folded into both
         if self.regularizer is not None:
             params = self.params
             extra = torch.autograd.grad(self.regularizer(), params, allow_unused=True)
