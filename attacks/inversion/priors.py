@@ -15,6 +15,11 @@ gets a colour prior. ``fitted`` records what was fitted (``prior_fit`` in the re
   computes, fitted on the server's images (in the spirit of the BatchNorm-statistics prior of
   Yin et al. 2021, "See through Gradients", https://arxiv.org/abs/2104.07586).
 * ``tv``: total variation, the image prior of Inverting Gradients.
+* ``server-subspace``: the principal components of the server's images
+  (:class:`ImageSubspace`), a linear generative prior in the spirit of GIAS (Jeon et al.
+  2021, https://arxiv.org/abs/2110.14962), which searches a generator's latent space fitted
+  on public data instead of pixel space. Mirror images are added only when they help to
+  reconstruct held-out server images (:meth:`ImageSubspace.fit`).
 
 Each result lists the prior names it used (``priors`` in the result JSON).
 """
@@ -38,6 +43,7 @@ class ImagePrior:
     feature_std: torch.Tensor | None = None
     feature_weight: float = 1e-3
     mean_probs: torch.Tensor | None = None  # mean softmax of the attacker's model on server images (label counts)
+    subspace: ImageSubspace | None = None  # principal components of the server's images
 
     def names(self, uses_tv: bool = True) -> list[str]:
         names = ["box"]
@@ -49,12 +55,15 @@ class ImagePrior:
             names.append("server-mean-init")
         if self.feature_mean is not None and self.feature_weight > 0:
             names.append("server-feature-stats")
+        if self.subspace is not None:
+            names.append("server-subspace")
         return names
 
     def fitted(self) -> dict:
         """What the priors assume about the data, for the result JSON (``prior_fit``)."""
         return {"channels": 1 if self.greyscale else 3, "value_range": [float(v) for v in self.value_range],
-                "mean_image": self.mean_image is not None, "feature_statistics": self.feature_mean is not None}
+                "mean_image": self.mean_image is not None, "feature_statistics": self.feature_mean is not None,
+                "subspace": self.subspace.describe() if self.subspace is not None else None}
 
     @classmethod
     @torch.no_grad()
@@ -68,6 +77,8 @@ class ImagePrior:
         kwargs.setdefault("greyscale", equal_channels)
         kwargs.setdefault("value_range", (float(images.min()), float(images.max())))
         prior = cls(mean_image=images.mean(0).cpu(), **kwargs)
+        if prior.subspace is None and images.shape[0] >= ImageSubspace.min_images:
+            prior.subspace = ImageSubspace.fit(images[:, :1] if prior.greyscale else images)
         if model is not None and images.shape[0] >= 2:
             device = next(model.parameters()).device
             was_training = model.training
@@ -77,6 +88,71 @@ class ImagePrior:
             prior.feature_mean, prior.feature_std = features.mean(0), features.std(0)
             prior.mean_probs = torch.softmax(model.forward_from_shared_input(features.to(device)), 1).mean(0).cpu()
         return prior
+
+
+@dataclass
+class ImageSubspace:
+    """``image = mean + (coefficients * scales) @ components``, fitted on the server's images.
+
+    ``components`` (k x D, orthonormal rows) and ``scales`` (standard deviation of the server's
+    images along each) come from an SVD of the server's images (C x S x S flattened, C = 1 for
+    greyscale data). Coefficients are whitened, so a ridge penalty on them is the Gaussian
+    prior the server's images imply. ``mirrored`` says whether left-right mirrored copies were
+    added: only when the held-out half of the server's images is reconstructed better with
+    them, so no symmetry is assumed of data that does not have it.
+    """
+
+    mean: torch.Tensor  # D
+    components: torch.Tensor  # k x D
+    scales: torch.Tensor  # k
+    shape: tuple[int, int, int]  # C x S x S
+    mirrored: bool
+    fitted_on: int
+
+    #: fewer server images than this give no useful subspace
+    min_images = 8
+
+    @property
+    def rank(self) -> int:
+        return int(self.components.shape[0])
+
+    def describe(self) -> dict:
+        return {"rank": self.rank, "mirrored": self.mirrored, "fitted_on": self.fitted_on}
+
+    def images(self, coefficients: torch.Tensor) -> torch.Tensor:
+        """N x k whitened coefficients -> N x C x S x S images (not clamped)."""
+        flat = self.mean.to(coefficients) + (coefficients * self.scales.to(coefficients)) @ self.components.to(coefficients)
+        return flat.view(-1, *self.shape)
+
+    def coefficients(self, images: torch.Tensor) -> torch.Tensor:
+        """Whitened coefficients of the projection of ``images`` (N x C x S x S) onto the subspace."""
+        flat = images.flatten(1).to(self.components) - self.mean
+        return (flat @ self.components.t()) / self.scales.clamp(min=1e-8)
+
+    @staticmethod
+    def _svd(flat: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mean = flat.mean(0)
+        _, s, vt = torch.linalg.svd(flat - mean, full_matrices=False)
+        rank = min(rank, int((s > s[0] * 1e-6).sum())) if s.numel() else 0
+        return mean, vt[:rank], s[:rank] / max(flat.shape[0] - 1, 1) ** 0.5
+
+    @classmethod
+    @torch.no_grad()
+    def fit(cls, images: torch.Tensor, rank: int = 512) -> ImageSubspace:
+        """Fit on N x C x S x S server images; decide on mirroring on a held-out half."""
+        images = images.float().cpu()
+        flat = images.flatten(1)
+        half = images.shape[0] // 2
+
+        def held_out_error(train: torch.Tensor) -> float:
+            mean, comps, _ = cls._svd(train.flatten(1), rank)
+            test = flat[half:] - mean
+            return float((test - (test @ comps.t()) @ comps).pow(2).mean())
+
+        mirrored = held_out_error(torch.cat([images[:half], images[:half].flip(-1)])) < held_out_error(images[:half])
+        data = torch.cat([images, images.flip(-1)]) if mirrored else images
+        mean, comps, scales = cls._svd(data.flatten(1), rank)
+        return cls(mean, comps.contiguous(), scales, tuple(images.shape[1:]), mirrored, int(images.shape[0]))
 
 
 def total_variation(images: torch.Tensor) -> torch.Tensor:
