@@ -6,7 +6,7 @@ Each method is one small class in its own module, registered in
 on a run directory and writes ``attacks/inversion-<target>.json`` (docs/run-directory.md).
 """
 
-from attacks.inversion import analytic, dlg, inverting_gradients, shared_layer  # noqa: F401  (register methods)
+from attacks.inversion import analytic, dlg, inverting_gradients, layerwise, shared_layer  # noqa: F401  (register methods)
 from attacks.inversion.base import (
     INVERSION_METHODS,
     ClientStep,

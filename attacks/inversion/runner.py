@@ -68,7 +68,7 @@ GRID_IMAGES = 8
 #: preset short. Replays use each method's own default.
 OBSERVED_MAX_IMAGES = 4
 OBSERVED_ITERATIONS = {"analytic": 200, "shared-analytic": 200, "inverting-gradients": 20, "dlg": 10, "idlg": 10,
-                       "shared-gradient-matching": 50}
+                       "shared-gradient-matching": 50, "layerwise": 60, "shared-subspace": 60}
 
 
 @dataclass

@@ -1,0 +1,142 @@
+"""Every layer's gradient, with the fc input as the anchor: the strongest full-model attack here.
+
+R-GAP (Zhu & Blaschko, ICLR 2021, https://arxiv.org/abs/2010.07733) inverts a network layer
+by layer: a layer's weight gradient and its *output* gradient give its input; R-CONV (2024)
+does it for convolutions. Here:
+
+1. the fc input ``h`` comes back analytically from fc's weight and bias update (exact at
+   batch 1; rows one sample owns are clustered at larger batches, ``clusters_found``),
+   :mod:`attacks.inversion.linear`;
+2. with the weights known (knowledge init/full) the head above fc is a known function, so
+   the loss gradient with respect to ``h`` is computed exactly from ``h`` and the labels
+   (:func:`output_gradients`); at batch 1 it equals ``fc.weight^T`` times fc's bias gradient;
+3. the conv layers' weight gradients are then a known function of the image: backpropagate
+   that fixed output gradient through the backbone. Max-pool is handled explicitly by the
+   backbone itself: its arg-max switches route the output gradient to exactly the pixels a
+   candidate image selects, so a candidate with the wrong switches gets the wrong conv
+   gradients. Those switches flip within ~1% of a pixel of the truth (measured), so these
+   terms are far too rugged for descent in pixel space: we search the server's image
+   subspace instead (:mod:`attacks.inversion.subspace`), first on ``h`` alone, then on ``h``
+   and every conv weight gradient, weighted per layer (the last conv layer 1, each layer below
+   it ``layer_decay`` times less: the lower layers' switches are the most fragile).
+
+The gradient terms are only used where the update *is* a gradient (one plain SGD step: the
+worst-case replay); an observed round of several Adam steps is matched on ``h`` alone (the
+fc ratio is then a weighted mix of the features seen during the round).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from attacks.inversion.base import INVERSION_METHODS, InversionAttack, Observation, Reconstruction
+from attacks.inversion.feature_inversion import invert_features
+from attacks.inversion.labels import labels_from_bias_pattern, recover_labels
+from attacks.inversion.linear import recover_linear_inputs
+from attacks.inversion.subspace import SubspaceImages, SubspaceSetup, search_subspace
+
+
+def output_gradients(model, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """dL/dh for each fc input ``h`` (rows of ``features``), L = the batch's mean cross-entropy."""
+    with torch.enable_grad():
+        h = features.detach().clone().requires_grad_(True)
+        logits = model.forward_from_shared_input(model.act(model.fc(h)))
+        (gradient,) = torch.autograd.grad(F.cross_entropy(logits, labels), [h])
+    return gradient.detach()
+
+
+def is_one_gradient_step(observation: Observation) -> bool:
+    step = observation.step
+    return step.local_steps <= 1 and step.optimizer == "sgd" and not step.momentum
+
+
+def conv_weight_names(observation: Observation) -> list[str]:
+    """Backbone weight tensors (conv/linear kernels, not norms) the update carries, top layer first."""
+    names = [n for n, p in observation.model.named_parameters()
+             if n.startswith("backbone.") and p.dim() >= 2 and n in observation.update]
+    return names[::-1]
+
+
+def recover_fc(observation: Observation):
+    """(features, labels, LinearRecovery) of fc's input, as the layer-wise attacks start."""
+    model = observation.model
+    recovery = recover_linear_inputs(observation.update["fc.weight"], observation.update["fc.bias"], observation.num_images)
+    features = recovery.inputs.detach()
+    if observation.labels is not None or observation.num_images == 1:
+        labels = recover_labels(observation)
+    else:
+
+        def head(x):
+            return model.forward_from_shared_input(model.act(model.fc(x)))
+
+        labels = labels_from_bias_pattern(head, model.fc.bias, features, observation.gradient_estimate("fc.bias"),
+                                          observation.num_classes, recovery.rows)
+    return features, labels, recovery
+
+
+@INVERSION_METHODS.register("layerwise")
+class Layerwise(InversionAttack):
+    """fc input exactly, then every conv layer's weight gradient, searched in the server's image subspace."""
+
+    name = "layerwise"
+    targets = ("full-model",)
+    default_iterations = 200
+    paper = ("Zhu & Blaschko 2021 (R-GAP) and R-CONV 2024: layer-wise inversion from weight and output gradients; "
+             "Jeon et al. 2021 (GIAS): search a prior fitted on the server's data")
+    priors_used = ("box", "greyscale", "server-subspace", "server-mean-init")
+    setup = SubspaceSetup()
+    #: weight of each conv layer's gradient term relative to the one above it
+    layer_decay = 0.1
+    #: share of the budget spent on the fc input alone before the gradient terms join
+    feature_share = 0.5
+
+    def reconstruct(self, observation: Observation) -> Reconstruction:
+        model = observation.model
+        features, labels, recovery = recover_fc(observation)
+        norms = features.flatten(1).pow(2).sum(1).clamp(min=1e-12)
+
+        def feature_loss(images: torch.Tensor) -> torch.Tensor:
+            return ((torch.flatten(model.backbone(images), 1) - features).pow(2).sum(1) / norms).mean()
+
+        stats = {"clusters_found": recovery.clusters_found, "layer": "fc"}
+        subspace = observation.prior.subspace
+        if subspace is None:  # too few server images for a subspace: pixel-space feature inversion
+            generator = torch.Generator().manual_seed(self.seed)
+            images, loss, ran = invert_features(observation, lambda x: torch.flatten(model.backbone(x), 1), features,
+                                                self.iterations, generator)
+            return Reconstruction(images, labels, ran, stats={**stats, "loss": loss, "search": "pixels"})
+
+        candidate = SubspaceImages(observation.num_images, observation.prior, subspace, observation.device)
+        first = int(self.iterations * self.feature_share) if is_one_gradient_step(observation) else self.iterations
+        loss, ran = search_subspace(candidate, feature_loss, first, self.setup)
+        stats.update(feature_loss=loss, search="subspace", subspace_rank=subspace.rank)
+        if first < self.iterations:
+            gradient_loss = self._gradient_objective(observation, features, labels)
+            loss, more = search_subspace(candidate, gradient_loss, self.iterations - first, self.setup)
+            ran += more
+            with torch.no_grad():
+                stats["feature_loss"] = float(feature_loss(candidate()))
+            stats["gradient_layers"] = conv_weight_names(observation)
+        images = candidate().detach().clamp(0, 1)
+        return Reconstruction(images, labels, ran, stats={**stats, "loss": loss})
+
+    def _gradient_objective(self, observation: Observation, features, labels):
+        """h matched, plus each conv weight gradient (relative squared error, per-layer weights)."""
+        model = observation.model
+        upstream = output_gradients(model, features, labels)
+        names = conv_weight_names(observation)
+        params = dict(model.named_parameters())
+        targets = [observation.gradient_estimate(n) for n in names]
+        target_norms = [t.pow(2).sum().clamp(min=1e-20) for t in targets]
+        weights = [self.layer_decay**i for i in range(len(names))]
+
+        def loss(images: torch.Tensor) -> torch.Tensor:
+            out = torch.flatten(model.backbone(images), 1)
+            value = ((out - features).pow(2).sum(1) / features.pow(2).sum(1).clamp(min=1e-12)).mean()
+            grads = torch.autograd.grad((out * upstream).sum(), [params[n] for n in names], create_graph=True)
+            for g, t, norm, w in zip(grads, targets, target_norms, weights):
+                value = value + w * (g - t).pow(2).sum() / norm
+            return value
+
+        return loss
