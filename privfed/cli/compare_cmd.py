@@ -46,6 +46,8 @@ class StudyPreset:
     data_note: str
     inversion_iterations: int | None = None
     dp_epsilons: tuple[float, ...] = (1.0, 3.0, 8.0)
+    #: also attack targets the server does not receive as such (FedAvg restricted to ``shared``)
+    other_targets: bool = True
     extra: dict = field(default_factory=dict)
 
 
@@ -59,6 +61,7 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
         membership_methods=["loss", "lira-offline", "rmia-offline", "update-cosine"],
         measured_seconds=None, measured_on="2 CPU cores",
         data_note="the embedded brain-MRI subset at 64x64, 4 clients, 10 rounds of 2 local epochs",
+        other_targets=False,
     ),
     "seed-same-arch": StudyPreset(
         full_model={"preset": "seed-same-arch", "algorithm": "fedavg"},
@@ -147,7 +150,7 @@ def compare(
 
     from attacks.inversion.runner import InversionOptions, run_inversion_attacks
     from attacks.membership.runner import MembershipOptions, run_membership_attacks
-    from attacks.run_access import open_run
+    from attacks.run_access import open_run, server_receives
     from privfed.federated import build_config, run_training
     from reports import build_report
 
@@ -189,7 +192,9 @@ def compare(
             continue
         run = open_run(run_dir)
         first = run.observed_rounds()[0]
-        for target in run.supported_targets():
+        targets = run.supported_targets() if study.other_targets else [t for t in run.supported_targets()
+                                                                         if server_receives(run.algorithm, t)]
+        for target in targets:
             methods = study.inversion_methods.get(target)
             for source, extra in (("observed", {"max_images": study.observed_images}),
                                   ("replay", {"batch_size": 1, "local_steps": 1, "trials": trials or study.inversion_trials})):
