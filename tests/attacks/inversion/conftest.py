@@ -1,20 +1,42 @@
-"""Tiny fixtures for inversion tests: smooth grey 32x32 images and a seeded `simple` model."""
+"""Fixtures for inversion tests: real brain-MRI slices from the embedded data and a seeded `simple` model.
+
+Known answers are measured on real MRI (dark background, skull outline, fine texture), not
+on synthetic smooth images: smooth images are far easier to invert than the data the study
+attacks. The first ``SERVER_IMAGES`` slices of a fixed permutation are the server's own
+images (priors); attacked images are drawn from the rest, so the two never overlap.
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import pytest
 import torch
-import torch.nn.functional as F
 
 from privfed.models import build_model
 
+SERVER_IMAGES = 128
 
-def smooth_images(n: int, size: int = 32, coarse: int = 16, seed: int = 0) -> torch.Tensor:
-    """Grey images in [0, 1]: coarse random grids upsampled bicubically (MRI-like smoothness)."""
-    generator = torch.Generator().manual_seed(seed)
-    low = torch.rand((n, 1, max(size // coarse, 2), max(size // coarse, 2)), generator=generator)
-    images = F.interpolate(low, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
-    return images.expand(-1, 3, -1, -1).contiguous()
+
+@lru_cache(maxsize=4)
+def _embedded(size: int):
+    from privfed.data import open_dataset
+
+    dataset = open_dataset("embedded", size)
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0)).tolist()
+    return dataset, [dataset.ids[i] for i in order]
+
+
+def mri_images(n: int, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` real MRI slices at ``size`` (N x 3 x S x S in [0, 1]) and their labels; never server images."""
+    dataset, ids = _embedded(size)
+    start = SERVER_IMAGES + seed * 16
+    return dataset.load(ids[start : start + n])
+
+
+def server_images(size: int = 32) -> torch.Tensor:
+    dataset, ids = _embedded(size)
+    return dataset.load(ids[:SERVER_IMAGES])[0]
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +54,12 @@ def simple_model():
 
 
 @pytest.fixture
-def smooth():
-    """The :func:`smooth_images` factory, as a fixture (test folders are not packages)."""
-    return smooth_images
+def mri():
+    """The :func:`mri_images` factory, as a fixture (test folders are not packages)."""
+    return mri_images
+
+
+@pytest.fixture
+def server():
+    """The :func:`server_images` factory, as a fixture."""
+    return server_images

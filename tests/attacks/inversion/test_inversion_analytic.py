@@ -11,17 +11,17 @@ from attacks.inversion.simulate import client_update
 from privfed.models import build_model
 
 
-def test_shared_input_is_recovered_from_one_sample_to_1e_5(simple_model, smooth):
-    images, labels = smooth(1, seed=1), torch.tensor([1])
+def test_shared_input_is_recovered_from_one_sample_to_1e_5(simple_model, mri):
+    images, labels = mri(1, seed=1)
     update = client_update(simple_model, images, labels, ClientStep(lr=0.01), ["shared.weight", "shared.bias"])
     recovery = recover_linear_inputs(update["shared.weight"], update["shared.bias"], 1)
     truth = simple_model.shared_input(images).detach()
     assert float((recovery.inputs - truth).norm() / truth.norm()) < 1e-5
 
 
-def test_fc_input_is_recovered_exactly_over_several_steps_at_batch_one(simple_model, smooth):
+def test_fc_input_is_recovered_exactly_over_several_steps_at_batch_one(simple_model, mri):
     """The lr and the step count cancel in the ratio; the input drifts only through fc itself (not at all)."""
-    images, labels = smooth(1, seed=2), torch.tensor([0])
+    images, labels = mri(1, seed=2)
     update = client_update(simple_model, images, labels, ClientStep(lr=0.05, local_steps=3), ["fc.weight", "fc.bias"])
     recovery = recover_linear_inputs(update["fc.weight"], update["fc.bias"], 1)
     # The backbone changes during the 3 steps, so the recovered input is a weighted mix of nearby features.

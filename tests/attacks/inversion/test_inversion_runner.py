@@ -80,8 +80,8 @@ class FakeRun:
 
 
 @pytest.fixture
-def fake_run(tmp_path, simple_model, smooth):
-    images = smooth(9, seed=9)
+def fake_run(tmp_path, simple_model, mri):
+    images = mri(9, seed=9)[0]
     ids = ["c0", "c1", "c2", "c3", "s0", "s1", "s2", "t0", "t1"]
     labels = [0, 1, 1, 0, 0, 1, 0, 1, 0]
     update = client_update(simple_model, images[:4], torch.tensor(labels[:4]), ClientStep(lr=0.01, local_steps=2, batch_size=2),
