@@ -50,6 +50,8 @@ class ImageRow:
 class ImageTable:
     title: str
     rows: list[ImageRow]
+    #: the earlier table these images repeat (identical knowledge levels), shown instead of the rows
+    same_as: str = ""
 
 
 @dataclass
@@ -149,7 +151,8 @@ def _label_name(label: Any, names: list[str]) -> str:
 
 def _image_tables(arm: ArmSummary) -> list[ImageTable]:
     names = classes(arm.run)
-    tables = []
+    tables: list[ImageTable] = []
+    seen: dict[tuple, str] = {}
     for position in POSITIONS:
         block = arm.inversion_positions.get(position)
         if not block:
@@ -158,6 +161,13 @@ def _image_tables(arm: ArmSummary) -> list[ImageTable]:
                     if all(r.get(k) == block.get(k) for k in ("method", "knowledge", "source", "round", "client"))), None)
         if row is None:
             continue
+        title = f"{POSITION_NAMES[position].capitalize()}: {block.get('method')} (knowledge {block.get('knowledge')})"
+        key = tuple(row.get(k) for k in ("method", "source", "round", "client")) + \
+            (row.get("same_as_knowledge") or row.get("knowledge"),)
+        if key in seen:
+            tables.append(ImageTable(title, [], same_as=seen[key]))
+            continue
+        seen[key] = title
         nulls = as_list(row.get("null_psnrs")) if row.get("gain_paired") is True else []
         rows = []
         for i, s in enumerate(s for s in as_list(row.get("samples")) if isinstance(s, dict)):
@@ -166,7 +176,6 @@ def _image_tables(arm: ArmSummary) -> list[ImageTable]:
                                  _label_name(s.get("predicted_label"), names), fmt.num(s.get("psnr"), 1),
                                  fmt.num(nulls[i], 1) if i < len(nulls) else "unpaired",
                                  f"{rank} of {row.get('identification_pool')}" if isinstance(rank, int) else "—"))
-        title = f"{POSITION_NAMES[position].capitalize()}: {block.get('method')} (knowledge {block.get('knowledge')})"
         tables.append(ImageTable(title, rows))
     return tables
 

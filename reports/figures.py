@@ -296,7 +296,9 @@ def training_figure(accuracy: Sequence[Series], chance_accuracy: float | None) -
                 color="black" if s.emphasis else COLOURS[i % len(COLOURS)], label=plain(s.label))
     if chance_accuracy is not None:
         ax.axhline(chance_accuracy, color="grey", linestyle="--", linewidth=1)
-    ax.set_ylim(chance_accuracy if chance_accuracy is not None else 0.0, 1.0)
+    lowest = min([y for s in accuracy for y in s.y if y is not None], default=1.0)
+    bottom = chance_accuracy if chance_accuracy is not None else 0.0
+    ax.set_ylim(min(bottom, lowest - 0.02), 1.0)  # a client below chance stays in view
     ax.set_xlabel("round")
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)

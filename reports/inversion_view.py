@@ -42,14 +42,18 @@ class GridView:
     title: str
     caption: str
     originals: Embedded | None  # None: withheld (--redact-originals)
-    reconstructions: Embedded
-    null: Embedded
+    reconstructions: Embedded | None  # None (with ``same_as``): the images of an earlier position
+    null: Embedded | None
+    #: the earlier position whose attack and images these are (identical knowledge levels)
+    same_as: str | None = None
 
     @property
     def width_percent(self) -> int:
         """Share of the figure's width the strips take, so 4 images are as large as 4 of 8."""
         for image in (self.reconstructions, self.null, self.originals):
-            if image is not None and image.width and image.height and image.height > 2 * PAD:
+            if image is None:
+                continue
+            if image.width and image.height and image.height > 2 * PAD:
                 size = image.height - 2 * PAD
                 cells = max(1, round((image.width - PAD) / (size + PAD)))
                 return round(100 * min(cells, STRIP_CELLS) / STRIP_CELLS)
@@ -71,14 +75,24 @@ def _caption(block: dict[str, Any]) -> str:
 
 
 def grids(arm: ArmSummary, redact_originals: bool) -> list[GridView]:
+    """One grid per position; a position whose strongest attack drew the very images of an earlier
+    one (FedAvg's oracle holds the model the server holds) gets a line saying so, not a copy."""
     out = []
+    shown: dict[object, str] = {}
     for position in POSITIONS:
         block = arm.inversion_positions.get(position)
         if not block:
             continue
         images = as_dict(block.get("images"))
+        title = POSITION_NAMES[position].capitalize()
+        key = images.get("reconstructions")
+        if isinstance(key, str) and key in shown:
+            out.append(GridView(position, title, _caption(block), None, None, None, same_as=shown[key]))
+            continue
+        if isinstance(key, str):
+            shown[key] = POSITION_NAMES[position]
         originals = None if redact_originals else embed_attack_png(arm.run.path, images.get("originals"))
-        out.append(GridView(position, POSITION_NAMES[position].capitalize(), _caption(block), originals,
+        out.append(GridView(position, title, _caption(block), originals,
                             embed_attack_png(arm.run.path, images.get("reconstructions")),
                             embed_attack_png(arm.run.path, images.get("null"))))
     return out

@@ -107,22 +107,28 @@ def write_attacks(run: Path, name: str, algorithm: str, target: str, realistic_g
     """inversion-<target>.json and membership-<target>.json with rows, positions, commands and PNG strips."""
     full_model = algorithm in ("fedavg", "fedprox", "fednova")
     folder = f"inversion-{target}"
-    rows = []
-    for source, gain in (("observed", realistic_gain), ("replay", worst_gain)):
-        stem = f"{image_name}-{source}"
-        images = {"reconstructions": f"{folder}/{stem}.png", "originals": f"{folder}/{stem}-originals.png",
-                  "null": f"{folder}/{stem}-null.png"}
-        for kind, seed in (("", 1), ("-originals", 2), ("-null", 3)):
+    method = "analytic" if target == "full-model" else "shared-analytic"
+
+    def strips(knowledge: str, source: str, seed: int) -> dict:
+        """The three PNG strips of one attacked row (copies of a row keep its images, as the runner does)."""
+        stem = f"{image_name}-{knowledge}-{source}"
+        for kind, offset in (("", 1), ("-originals", 2), ("-null", 3)):
             path = run / "attacks" / folder / f"{stem}{kind}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(png_grid(seed + (10 if source == "replay" else 0), n=len(sample_ids)))
-        method = "analytic" if target == "full-model" else "shared-analytic"
-        rows.append(inversion_row(target, method, "none", source, gain, sample_ids, images, ident=ident))
+            path.write_bytes(png_grid(seed + offset, n=len(sample_ids)))
+        return {"reconstructions": f"{folder}/{stem}.png", "originals": f"{folder}/{stem}-originals.png",
+                "null": f"{folder}/{stem}-null.png"}
+
+    rows = []
+    for seed, (source, gain) in enumerate((("observed", realistic_gain), ("replay", worst_gain))):
+        rows.append(inversion_row(target, method, "none", source, gain, sample_ids, strips("none", source, 10 * seed),
+                                  ident=ident))
         if full_model:  # the clients start from the global model: init and full are the same attacker
             rows += [dict(rows[-1], knowledge=k, same_as_knowledge="none", position="oracle" if k == "full" else
                           rows[-1]["position"]) for k in ("init", "full")]
         else:
-            rows.append(inversion_row(target, method, "init", source, gain - 1.0, sample_ids, images))
+            rows.append(inversion_row(target, method, "init", source, gain - 1.0, sample_ids,
+                                      strips("init", source, 10 * seed + 5)))
             rows.append(dict(rows[-1], knowledge="full", same_as_knowledge="init", position="oracle"))
     by = {(r["knowledge"], r["source"]): r for r in rows}
     positions = {"realistic": inversion_block(by[("none", "observed")]),
@@ -162,7 +168,7 @@ def build_run(
     summary: bool = True,
     classes: tuple[str, str] = ("normal", "tumor"),
     sample_ids: tuple[str, ...] = ("img_0001", "img_0002", "img_0003", "img_0004"),
-    image_name: str = "r1-c0-none-analytic",
+    image_name: str = "r1-c0",
     bytes_per_client: int = 4_198_400,
     majority_share: float = 0.52,
     ident: float = 0.0,

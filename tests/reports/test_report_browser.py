@@ -32,9 +32,9 @@ def test_study_report_is_short_answers_first_and_fits_the_page(open_in_browser, 
     assert seen["errors"] == []
     assert _offline_requests(seen["requests"], out.resolve().as_uri()) == []
     assert seen["scripts"] == 0
-    # every image loads: the first screen's picture, 2 arms x (3 positions x 3 strips + ROC), the trade-off
-    # plot, and in the details one training plot per run
-    assert len(seen["images"]) == html.count("<img ") == 1 + 2 * (9 + 1) + 1 + 4
+    # every image loads: the first screen's picture; per arm 3 strips per position (FedAvg's oracle is its
+    # worst case: a line, not a copy) and the ROC; the trade-off plot; in the details one training plot per run
+    assert len(seen["images"]) == html.count("<img ") == 1 + (6 + 1) + (9 + 1) + 1 + 4
     assert all(img["complete"] and img["width"] > 0 and img["scheme"] == "data" for img in seen["images"])
     assert seen["scrollHeight"] < MAX_HEIGHT, f"page is {seen['scrollHeight']} px tall at 1400 x 900"
     # the first screen holds the banner, the answer per position and the accuracies

@@ -132,11 +132,15 @@ def test_identical_knowledge_levels_are_shown_once_with_a_note(make_study, tmp_p
     assert partial.count('colspan="2"') == 2 and "init = full: identical models, attacked once" in partial
 
 
-def test_grids_only_for_the_strongest_attack_of_each_position(make_study, tmp_path):
+def test_grids_only_for_the_strongest_attack_of_each_position_and_never_twice(make_study, tmp_path):
     html = build_report(make_study(), tmp_path / "r.html").read_text(encoding="utf-8")
-    for arm in html.split('<section class="arm">')[1:3]:
+    fedavg, partial = html.split('<section class="arm">')[1:3]
+    for arm in (fedavg, partial):
         positions = re.findall(r'<figure class="grid" data-position="([^"]+)"', arm)
         assert positions == ["realistic", "worst-case", "oracle"]
+    # FedAvg's oracle attack is its worst-case attack (identical models): said once, not drawn again
+    assert fedavg.count('alt="reconstructions"') == 2 and partial.count('alt="reconstructions"') == 3
+    assert "The same attack and images as the worst case position" in fedavg
 
 
 def test_targets_the_server_does_not_receive_are_never_the_headline(make_run, tmp_path):
@@ -172,7 +176,7 @@ def test_redact_originals_never_reads_the_true_images(make_study, tmp_path, monk
     for png in runs[0].glob("attacks/inversion-full-model/*-originals.png"):
         assert base64.b64encode(png.read_bytes()).decode() not in html
     assert "NOT shown" in first_screen(html) and "withheld (--redact-originals)" in html
-    assert len(page.named("img")) == 1 + 2 * (6 + 1) + 1 + 4  # no originals strips
+    assert len(page.named("img")) == 1 + (4 + 1) + (6 + 1) + 1 + 4  # no originals strips
 
 
 def test_without_dp_epsilon_reads_no_dp_and_an_empty_audit_is_not_a_zero(make_run, tmp_path):
