@@ -78,6 +78,8 @@ class BookKeepingGradSampleModule(nn.Module):
         def hook(layer: nn.Module, inputs: tuple, output: torch.Tensor):
             if not self._capturing:
                 return None
+            if not isinstance(output, torch.Tensor):
+                raise PrivfedError(f"sample-level DP cannot clip layer {name!r}: its output is not a single tensor")
             activation = inputs[0].detach()
             replaced = not output.requires_grad
             if replaced:  # nothing below needs a gradient: the graph starts at this output

@@ -17,6 +17,7 @@ On GPUs the draw is already parallel and cheap: one call, no background.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
@@ -25,6 +26,8 @@ import torch
 CHUNK = 1 << 20
 
 _pools: dict[str, ThreadPoolExecutor] = {}
+# A forked child inherits the pools but not their threads: it must start its own.
+os.register_at_fork(after_in_child=_pools.clear)
 
 
 def _pool(name: str, workers: int) -> ThreadPoolExecutor:
