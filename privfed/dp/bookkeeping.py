@@ -12,6 +12,10 @@ and what is needed for the clip-weighted sum; see :mod:`privfed.dp.layer_rules`)
 ``optimizer.step()`` the clip factors follow from the summed norms, and each layer's
 clipped sum is one weighted batch gradient. No weight gradient is computed twice, and the
 training loop stays ``loss.backward(); optimizer.step()``.
+
+Contract (checked where it can be): each trainable parameter is used only inside its own
+layer's ``forward`` (no tied weights used elsewhere), each layer once per forward pass, and
+each backward pass is followed by a step.
 """
 
 from __future__ import annotations
