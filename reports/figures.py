@@ -73,7 +73,7 @@ def spotlight_figure(rows: Sequence[SpotlightRow]) -> bytes:
     fig = Figure(figsize=(4.3, 0.45 + 1.45 * len(rows)), layout="constrained")
     axes = fig.subplots(len(rows), 3, squeeze=False)
     for i, row in enumerate(rows):
-        cells = ((row.original, row.original_note, "original"),
+        cells = ((row.original, row.original_note, ""),
                  (row.reconstruction, "reconstruction missing", row.reconstruction_caption),
                  (row.null, "null guess missing", row.null_caption))
         for j, (pixels, note, caption) in enumerate(cells):

@@ -79,15 +79,22 @@ def pct_ci(value: Any, ci: Any, digits: int | None = None) -> str:
     return (pct(value, digits) + " " + pct_interval(ci, digits)).strip()
 
 
+def signed(number: float) -> str:
+    """'+1.2', '-0.6'; a non-zero figure that would print as '-0.0' gets a second decimal ('-0.05'),
+    so an interval ending just below 0 does not read as touching it."""
+    text = f"{number:+.1f}"
+    return f"{number:+.2f}" if number != 0 and text in ("+0.0", "-0.0") else text
+
+
 def db(value: Any) -> str:
     """A gain in decibels with its sign: 1.24 -> '+1.2 dB'."""
     number = as_float(value)
-    return NOT_MEASURED if number is None else f"{number:+.1f} dB"
+    return NOT_MEASURED if number is None else f"{signed(number)} dB"
 
 
 def db_interval(value: Any) -> str:
     pair = _pair(value)
-    return f"[{pair[0]:+.1f}, {pair[1]:+.1f}]" if pair else ""
+    return f"[{signed(pair[0])}, {signed(pair[1])}]" if pair else ""
 
 
 def db_ci(value: Any, ci: Any) -> str:

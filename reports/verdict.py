@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from reports.fmt import pct, pct_interval
+from reports.fmt import db_interval, pct, pct_interval, signed
 
 POSITIONS = ("realistic", "worst-case", "oracle")
 POSITION_NAMES = {"realistic": "realistic", "worst-case": "worst case", "oracle": "oracle (upper bound)"}
@@ -52,7 +52,7 @@ class Finding:
         """'analytic (knowledge none): +7.1 dB over the null [+5.2, +9.0], identified 9/10 ...'."""
         who = f"{self.method} (knowledge {self.knowledge})"
         if self.kind == "inversion":
-            text = f"{who}: {self.value:+.1f} dB over the null attack {_db_interval(self.ci)}"
+            text = f"{who}: {signed(self.value)} dB over the null attack {_db_interval(self.ci)}"
             if self.ident is not None:
                 text += f", true image ranked first {pct(self.ident)} {_pct_interval(self.ident_ci)}".rstrip()
                 if self.null_ident is not None:
@@ -85,7 +85,7 @@ def _interval(ci) -> str:
 
 
 def _db_interval(ci) -> str:
-    return f"[{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "(no interval: too few images)"
+    return db_interval(ci) if ci else "(no interval: too few images)"
 
 
 def _pct_interval(ci) -> str:
