@@ -12,10 +12,12 @@ size, which only adds variance to a cost comparison):
   two backward passes);
 * ``opacus-hooks``: Opacus' default per-sample gradients (``grad_sample_mode="hooks"``).
 
-All use noise 1.0 and clip 1.0. Each variant is wrapped once, takes one warm-up step, then
-the variants take turns, one step each, so load from other processes hits all alike. Time
-per epoch is the median step time x steps per epoch (all batches are the same size);
-``ratio`` is a variant's over plain's. ``peak_mb`` is the memory one training step adds on
+All use noise 1.0 and clip 1.0. After a warm-up the variants take turns, so load from other
+processes hits all alike: plain and privfed one whole epoch each (privfed entering
+``training`` per epoch, as the engine does per round, so the noise it draws ahead in the
+background is inside its epoch), each Opacus mode one step, wrapped once (an Opacus epoch
+is its median step x steps per epoch; all batches are the same size). ``ratio`` is a
+variant's median seconds per epoch over plain's. ``peak_mb`` is the memory one training step adds on
 top of what was live before it: on CUDA the allocator's peak; on CPU the growth of the
 process' resident high-water mark (Linux: ``/proc/self/clear_refs``, after ``malloc_trim``),
 or ``nan`` where unavailable. Opacus' modes run 10-30x slower on the torchvision models
@@ -188,8 +190,15 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+#: Variants timed by whole epochs, entering their context each epoch as the engine does each
+#: round (privfed draws noise ahead in the background: its epoch includes all of that work).
+#: Opacus' modes are too slow for that and have no background work: they are wrapped once and
+#: timed step by step.
+EPOCH_TIMED = ("plain", "privfed")
+
+
 class Runner:
-    """One model copy per variant, each wrapped once; ``step(name, i)`` times one step on batch i."""
+    """One model copy per variant, all trained on the same fixed batches."""
 
     def __init__(self, arch: str, image_size: int, shared_width: int, batches: Batches, names: list[str], device) -> None:
         torch.manual_seed(0)
@@ -198,27 +207,45 @@ class Runner:
         self.batches = batches
         x = torch.cat([b[0] for b in batches]).cpu()
         y = torch.cat([b[1] for b in batches]).cpu()
-        loader = DataLoader(TensorDataset(x, y), batch_size=len(batches[0][1]))
-        self.contexts = {}
-        self.steps = {}
+        self.loader = DataLoader(TensorDataset(x, y), batch_size=len(batches[0][1]))
+        self.models = {name: copy.deepcopy(base) for name in names}
+        self.wrapped = {}  # Opacus: entered once
         for name in names:
-            context = VARIANTS[name](copy.deepcopy(base), loader)
-            self.steps[name] = context.__enter__()
-            self.contexts[name] = context
+            if name not in EPOCH_TIMED:
+                context = VARIANTS[name](self.models[name], self.loader)
+                self.wrapped[name] = (context, context.__enter__())
+
+    @contextmanager
+    def stepper(self, name: str) -> Iterator[Callable]:
+        if name in self.wrapped:
+            yield self.wrapped[name][1]
+        else:
+            with VARIANTS[name](self.models[name], self.loader) as step:
+                yield step
+
+    def epoch(self, name: str, clock: Callable[[], float]) -> float:
+        start = clock()
+        with self.stepper(name) as step:
+            for x, y in self.batches:
+                step(x, y)
+        synchronize(self.device)
+        return clock() - start
 
     def step(self, name: str, index: int, clock: Callable[[], float]) -> float:
         x, y = self.batches[index % len(self.batches)]
         start = clock()
-        self.steps[name](x, y)
+        self.wrapped[name][1](x, y)
         synchronize(self.device)
         return clock() - start
 
     def step_peak_mb(self, name: str, memory: StepMemory) -> float:
         x, y = self.batches[0]
-        return memory.measure(lambda: (self.steps[name](x, y), synchronize(self.device)))
+        with self.stepper(name) as step:
+            step(x, y)  # a context's first step may allocate lazily: measure its second
+            return memory.measure(lambda: (step(x, y), synchronize(self.device)))
 
     def close(self) -> None:
-        for context in self.contexts.values():
+        for context, _ in self.wrapped.values():
             context.__exit__(None, None, None)
 
 
@@ -227,20 +254,22 @@ class Runner:
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def measure(runner: Runner, budget: dict[str, int], memory: StepMemory, clock) -> dict[str, dict[str, float]]:
-    """Interleaved: in round r every variant with more than r steps to take takes one."""
-    for name in budget:  # warm-up step (allocator, one-time kernel choices)
-        runner.step(name, 0, clock)
-    times: dict[str, list[float]] = {name: [] for name in budget}
-    for r in range(max(budget.values())):
-        for name, steps in budget.items():
-            if r < steps:
-                times[name].append(runner.step(name, r, clock))
-    epoch_steps = len(runner.batches)
-    return {
-        name: {"seconds": statistics.median(times[name]) * epoch_steps, "peak_mb": runner.step_peak_mb(name, memory)}
-        for name in budget
-    }
+def measure(runner: Runner, names: list[str], repeats: int, opacus_steps: int, memory: StepMemory, clock) -> dict[str, dict[str, float]]:
+    """Seconds per epoch and step peak MB per variant, the variants taking turns.
+
+    In round r each epoch-timed variant runs one epoch and each Opacus mode (while r <
+    ``opacus_steps``) one step; an Opacus epoch is its median step x steps per epoch.
+    """
+    for name in names:  # warm-up (allocator, one-time kernel choices)
+        runner.epoch(name, clock) if name in EPOCH_TIMED else runner.step(name, 0, clock)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(max(repeats, opacus_steps)):
+        for name in names:
+            if name in EPOCH_TIMED and r < repeats:
+                times[name].append(runner.epoch(name, clock))
+            elif name not in EPOCH_TIMED and r < opacus_steps:
+                times[name].append(runner.step(name, r, clock) * len(runner.batches))
+    return {name: {"seconds": statistics.median(times[name]), "peak_mb": runner.step_peak_mb(name, memory)} for name in names}
 
 
 @app.command()
@@ -250,7 +279,7 @@ def main(
     samples: int = typer.Option(128, help="Images in the client's epoch."),
     batch_size: int = typer.Option(32, help="Batch size (DP: expected Poisson batch size)."),
     shared_width: int = typer.Option(1024, help="Width of the shared layer."),
-    repeats: int = typer.Option(3, help="Epochs' worth of steps timed for plain and privfed."),
+    repeats: int = typer.Option(3, help="Epochs timed for plain and privfed (median kept)."),
     opacus_steps: int = typer.Option(4, help="Steps timed for each Opacus mode (they are 10-30x slower)."),
     threads: int = typer.Option(2, help="torch CPU threads (torch.set_num_threads)."),
     device: str = typer.Option("auto", help="cpu, cuda or auto."),
@@ -275,17 +304,15 @@ def main(
     say = (lambda text: print(text, file=sys.stderr, flush=True)) if as_json else (lambda text: print(text, flush=True))
     say(f"torch threads: {torch.get_num_threads()}; device: {dev}; {samples} images, batch {batch_size}, shared width "
         f"{shared_width}; {clock} clock; noise {NOISE_MULTIPLIER}, clip {MAX_GRAD_NORM}")
-    say(f"seconds per epoch = median step x steps per epoch, over {repeats} epochs' steps ({opacus_steps} for Opacus); "
+    say(f"seconds per epoch: median of {repeats} epochs (Opacus: median of {opacus_steps} steps x steps per epoch); "
         "ratio = DP / plain; MB = memory one step adds (peak)")
     header = f"{'arch':<20}{'size':>5}{'plain s':>9}{'plain MB':>9}" + "".join(f"{m + ' ratio':>20}{'MB':>7}" for m in dp_modes)
     say(header)
     for arch in arch_names:
         for size in sizes:
-            batches = fixed_batches(samples, size, batch_size, dev)
-            budget = {name: opacus_steps if name.startswith("opacus") else repeats * len(batches) for name in names}
-            runner = Runner(arch, size, shared_width, batches, names, dev)
+            runner = Runner(arch, size, shared_width, fixed_batches(samples, size, batch_size, dev), names, dev)
             try:
-                result = measure(runner, budget, memory, CLOCKS[clock])
+                result = measure(runner, names, repeats, opacus_steps, memory, CLOCKS[clock])
             finally:
                 runner.close()
             plain_s = result["plain"]["seconds"]
@@ -299,7 +326,7 @@ def main(
                         "seconds": round(result[mode]["seconds"], 4), "plain_seconds": round(plain_s, 4),
                         "peak_mb": round(result[mode]["peak_mb"], 1), "plain_peak_mb": round(result["plain"]["peak_mb"], 1),
                         "threads": torch.get_num_threads(), "batch_size": batch_size, "samples": samples,
-                        "steps_timed": budget[mode], "clock": clock, "device": str(dev),
+                        "timed": f"{repeats} epochs" if mode in EPOCH_TIMED else f"{opacus_steps} steps", "clock": clock, "device": str(dev),
                     }), flush=True)
             say(row)
 

@@ -10,7 +10,9 @@ coordinate an independent N(0, 1) sample, reproducible from the caller's generat
   draw) and the values do not depend on how many threads drew them;
 * :class:`NoiseStream` draws the *next* step's noise in the background as soon as a step
   has taken its own: the noise does not depend on the data, so it can be drawn while the
-  next forward and backward passes run, on cores they leave idle.
+  next forward and backward passes run, on a core torch's own threads leave free. Where
+  torch already uses every core, a background thread would only preempt them (and stall
+  their parallel regions), so the draw stays in the step, on all threads.
 
 On GPUs the draw is already parallel and cheap: one call, no background.
 """
@@ -18,12 +20,13 @@ On GPUs the draw is already parallel and cheap: one call, no background.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
 #: Samples per independently seeded chunk.
-CHUNK = 1 << 20
+CHUNK = 1 << 18
 
 _pools: dict[str, ThreadPoolExecutor] = {}
 # A forked child inherits the pools but not their threads: it must start its own.
@@ -43,8 +46,14 @@ def chunk_seeds(numel: int, generator: torch.Generator | None) -> list[int]:
     return torch.randint(0, 2**62, (chunks,), generator=generator).tolist()
 
 
-def draw(numel: int, seeds: list[int], device: torch.device, dtype: torch.dtype, workers: int = 1) -> torch.Tensor:
-    """A flat tensor of ``numel`` i.i.d. N(0, 1) samples, chunk k drawn from ``seeds[k]``."""
+def draw(
+    numel: int, seeds: list[int], device: torch.device, dtype: torch.dtype, workers: int = 1,
+    cancelled: threading.Event | None = None,
+) -> torch.Tensor | None:
+    """A flat tensor of ``numel`` i.i.d. N(0, 1) samples, chunk k drawn from ``seeds[k]``.
+
+    With ``cancelled`` (one worker only), stops between chunks once it is set and returns None.
+    """
     out = torch.empty(numel, device=device, dtype=dtype)
     parts = list(zip(out.split(CHUNK), seeds))
 
@@ -54,10 +63,18 @@ def draw(numel: int, seeds: list[int], device: torch.device, dtype: torch.dtype,
 
     if workers < 2 or len(parts) < 2:
         for part in parts:
+            if cancelled is not None and cancelled.is_set():
+                return None
             fill(part)
     else:
         list(_pool("noise", workers).map(fill, parts))
     return out
+
+
+def has_spare_core() -> bool:
+    """Does torch leave at least one of this process' cores free?"""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return torch.get_num_threads() < cores
 
 
 def standard_normal(numel: int, generator: torch.Generator | None, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -76,7 +93,7 @@ class NoiseStream:
 
     def __init__(self, generator: torch.Generator | None) -> None:
         self.generator = generator
-        self._next: tuple[tuple, Future] | None = None
+        self._next: tuple[tuple, Future, threading.Event] | None = None
 
     def take(self, numel: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         if device.type != "cpu":
@@ -87,12 +104,16 @@ class NoiseStream:
         else:
             self.discard()
             noise = standard_normal(numel, self.generator, device, dtype)
+        if not has_spare_core():
+            return noise
         seeds = chunk_seeds(numel, self.generator)
-        self._next = (key, _pool("noise-ahead", 1).submit(draw, numel, seeds, device, dtype))
+        cancelled = threading.Event()
+        self._next = (key, _pool("noise-ahead", 1).submit(draw, numel, seeds, device, dtype, 1, cancelled), cancelled)
         return noise
 
     def discard(self) -> None:
-        """Drop the draw under way (waits for it: at most one draw's time)."""
+        """Stop the draw under way; returns once it has (at most one chunk's time, ~1 ms)."""
         if self._next is not None:
+            self._next[2].set()
             self._next[1].result()
             self._next = None

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from privfed.dp.bookkeeping import BookKeepingDPOptimizer, BookKeepingGradSampleModule
+from privfed.dp import noise
 from privfed.dp.noise import CHUNK, NoiseStream, standard_normal
 from privfed.errors import PrivfedError
 
@@ -77,12 +78,15 @@ def test_parallel_noise_is_standard_normal_and_reproducible() -> None:
     assert not torch.equal(x, other)
 
 
-def test_noise_drawn_ahead_is_what_drawing_in_turn_gives() -> None:
+@pytest.mark.parametrize("spare_core", [True, False], ids=["drawn ahead", "drawn in the step"])
+def test_noise_stream_gives_what_drawing_in_turn_gives(monkeypatch, spare_core: bool) -> None:
+    monkeypatch.setattr(noise, "has_spare_core", lambda: spare_core)
     cpu = torch.device("cpu")
     g = torch.Generator().manual_seed(3)
     in_turn = [standard_normal(CHUNK + 7, g, cpu, torch.float32) for _ in range(3)]
     stream = NoiseStream(torch.Generator().manual_seed(3))
     ahead = [stream.take(CHUNK + 7, cpu, torch.float32) for _ in range(3)]
+    assert (stream._next is not None) == spare_core
     stream.discard()
     assert all(torch.equal(a, b) for a, b in zip(in_turn, ahead))
     assert not torch.equal(ahead[0], ahead[1])
