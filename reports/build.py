@@ -16,7 +16,6 @@ itself leak patient images. The same runs give the same bytes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
@@ -24,40 +23,13 @@ import jinja2
 from privfed import __version__
 from privfed.errors import PrivfedError
 from privfed.io import atomic_write_text
-from reports import answer_view, details_view, evidence_view, inversion_view, membership_view, utility_view
+from reports import answer_view, details_view, evidence_view, utility_view
 from reports.fmt import FILTERS
 from reports.labels import arm_labels
 from reports.load import RunData, load_run
-from reports.summary import ArmSummary, StudySummary, summarize
+from reports.summary import StudySummary, summarize
 
 TEMPLATES = Path(__file__).parent / "templates"
-
-
-@dataclass
-class ArmEvidence:
-    """Everything the evidence section shows for one attacked arm."""
-
-    label: str
-    target: str | None
-    table: evidence_view.TableView | None
-    grids: list[inversion_view.GridView]
-    roc_uri: str | None
-    not_run: list[str]
-
-
-def _not_run(arm: ArmSummary) -> list[str]:
-    missing = []
-    if not arm.run.inversion:
-        missing.append(f"gradient inversion (run 'privfed attack {arm.folder} --kind inversion')")
-    if not arm.run.membership:
-        missing.append(f"membership inference (run 'privfed attack {arm.folder} --kind membership')")
-    return missing
-
-
-def arm_evidence(arm: ArmSummary, redact_originals: bool) -> ArmEvidence:
-    return ArmEvidence(arm.label, arm.headline_target,
-                       evidence_view.table_view(arm.evidence) if arm.evidence is not None else None,
-                       inversion_view.grids(arm, redact_originals), membership_view.roc_uri(arm), _not_run(arm))
 
 
 def _environment() -> jinja2.Environment:
@@ -84,7 +56,7 @@ def render_summary(summary: StudySummary, redact_originals: bool = False, title:
         summary=summary,
         answer=answer_view.build(summary, redact_originals),
         utility=utility_view.build(summary),
-        evidence=[arm_evidence(a, redact_originals) for a in summary.arms],
+        evidence=[evidence_view.arm_evidence(a, redact_originals) for a in summary.arms],
         details=details_view.build(summary, link_base, chance),
     )
 

@@ -1,4 +1,5 @@
-"""One arm's evidence table, ready to print: rows are attacks, columns the knowledge levels that differ.
+"""One arm's evidence, ready to print: its table (rows are attacks, columns the knowledge levels
+that differ), its reconstruction grids and its ROC curves.
 
 The table itself is computed in :mod:`reports.evidence` (held by the summary); this builder
 only turns each cell into text lines, inversion cells through :mod:`reports.inversion_view`
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 from reports import inversion_view, membership_view
 from reports.evidence import Cell, EvidenceTable
+from reports.summary import ArmSummary
 from reports.verdict import POSITION_NAMES
 
 KIND_WORDS = {"inversion": "Gradient inversion (can the server rebuild a patient's image?)",
@@ -77,3 +79,30 @@ def table_view(table: EvidenceTable) -> TableView:
     skipped = [f"{s.get('method', '?')} (knowledge {s.get('knowledge', '?')}, {s.get('model', '?')}): {s.get('reason', '?')}"
                for s in table.skipped]
     return TableView(table.target, [(c.title, c.meaning) for c in table.columns], groups, table.scope, merged_note, skipped)
+
+
+@dataclass
+class ArmEvidence:
+    """Everything the evidence section shows for one attacked arm."""
+
+    label: str
+    target: str | None
+    table: TableView | None
+    grids: list[inversion_view.GridView]
+    roc_uri: str | None
+    not_run: list[str]
+
+
+def _not_run(arm: ArmSummary) -> list[str]:
+    missing = []
+    if not arm.run.inversion:
+        missing.append(f"gradient inversion (run 'privfed attack {arm.folder} --kind inversion')")
+    if not arm.run.membership:
+        missing.append(f"membership inference (run 'privfed attack {arm.folder} --kind membership')")
+    return missing
+
+
+def arm_evidence(arm: ArmSummary, redact_originals: bool) -> ArmEvidence:
+    return ArmEvidence(arm.label, arm.headline_target,
+                       table_view(arm.evidence) if arm.evidence is not None else None,
+                       inversion_view.grids(arm, redact_originals), membership_view.roc_uri(arm), _not_run(arm))

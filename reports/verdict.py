@@ -8,9 +8,11 @@ its intervals widened for the number of attacks it was picked from):
   has an interval above 0 dB, or its identification rate an interval above the null's, or
   a membership attack's AUC an interval above 0.5;
 * arm A **leaks more** than arm B only where one of those intervals of A lies wholly above
-  the same interval of B and none lies wholly below; overlapping intervals are "no
-  measurable difference"; both arms at their null are "neither leaks measurably by these
-  attacks at this budget". Every figure quoted names its attack and knowledge level.
+  the same interval of B, *and shows leakage itself* (above 0 dB, above the null's
+  identification, above AUC 0.5), and none lies wholly below; an attack doing "less badly"
+  than another while both stay at or under their null is not a leak, so both arms at their
+  null are "neither leaks measurably by these attacks at this budget"; overlapping intervals
+  are "no measurable difference". Every figure quoted names its attack and knowledge level.
 
 The three positions are never mixed: realistic (knowledge none or init, the updates the
 server really receives), worst case (a replayed one-image gradient), oracle (the client's
@@ -113,23 +115,38 @@ def _above(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool
     return a is not None and b is not None and a[0] > b[1]
 
 
+#: where an interval must lie wholly above for the figure to show leakage (AUC: chance; gain: the null)
+_NULL_LEVEL = {"inversion": 0.0, "membership": 0.5}
+
+
+def _leaks_by(finding: Finding, measure: str) -> bool:
+    """The finding's own interval shows leakage on this measure (not merely 'less under the null')."""
+    if measure == "identification":
+        return _above(finding.ident_ci, finding.null_ident_ci)
+    return finding.ci is not None and finding.ci[0] > _NULL_LEVEL[finding.kind]
+
+
 def _direction(a: ArmFindings, b: ArmFindings) -> tuple[list[str], list[str]]:
-    """What separates the arms: (ways a leaks more, ways b leaks more), each naming both figures."""
+    """What separates the arms: (ways a leaks more, ways b leaks more), each naming both figures.
+
+    A measure counts only when the higher arm's interval lies wholly above the other's and also
+    shows leakage itself: two attacks both at or under their null separate nothing a reader cares about.
+    """
     more, less = [], []
     for kind in ("inversion", "membership"):
         fa, fb = a.get(kind), b.get(kind)
         if fa is None or fb is None:
             continue
         what = "reconstruction gain" if kind == "inversion" else "membership AUC"
-        if _above(fa.ci, fb.ci):
+        if _above(fa.ci, fb.ci) and _leaks_by(fa, kind):
             more.append(f"{what}: {fa.describe()} against {fb.describe()}")
-        elif _above(fb.ci, fa.ci):
+        elif _above(fb.ci, fa.ci) and _leaks_by(fb, kind):
             less.append(f"{what}: {fb.describe()} against {fa.describe()}")
         if kind == "inversion":
-            if _above(fa.ident_ci, fb.ident_ci):
+            if _above(fa.ident_ci, fb.ident_ci) and _leaks_by(fa, "identification"):
                 more.append(f"identification: {pct(fa.ident)} {_pct_interval(fa.ident_ci)} against "
                             f"{pct(fb.ident)} {_pct_interval(fb.ident_ci)}")
-            elif _above(fb.ident_ci, fa.ident_ci):
+            elif _above(fb.ident_ci, fa.ident_ci) and _leaks_by(fb, "identification"):
                 less.append(f"identification: {pct(fb.ident)} {_pct_interval(fb.ident_ci)} against "
                             f"{pct(fa.ident)} {_pct_interval(fa.ident_ci)}")
     return more, less
@@ -148,6 +165,9 @@ def compare_arms(position: str, a: ArmFindings, b: ArmFindings) -> str:
     >>> compare_arms("realistic", ArmFindings("fedavg", [inv(3.1, (0.5, 5.0), True)]),
     ...              ArmFindings("partial", [inv(1.9, (0.2, 3.5), True)]))
     'Realistic: no measurable difference between fedavg and partial; fedavg leaks measurably: analytic (knowledge none): +3.1 dB over the null attack [+0.5, +5.0]; partial leaks measurably: analytic (knowledge none): +1.9 dB over the null attack [+0.2, +3.5].'
+    >>> compare_arms("worst-case", ArmFindings("fedavg", [inv(-0.6, (-0.8, -0.3), False)]),
+    ...              ArmFindings("partial", [inv(-0.2, (-0.25, 0.1), False)]))[:74]
+    'Worst case: neither fedavg nor partial leaks measurably by these attacks a'
     >>> compare_arms("oracle", ArmFindings("fedavg"), ArmFindings("partial"))
     'Oracle (upper bound): not measured for fedavg or partial.'
     >>> mem = lambda auc, ci: Finding("membership", "lira-offline", "none", auc, ci, leaks=ci[0] > 0.5)

@@ -105,6 +105,12 @@ def test_answer_declares_a_direction_only_where_familywise_intervals_separate(ma
     assert "leaks more" not in realistic and oracle.startswith("Oracle (upper bound): FedAvg leaks more than partial-weight")
 
 
+def test_an_attack_less_bad_than_another_below_the_null_is_not_a_leak(make_study, tmp_path):
+    # worst case: FedAvg -8 dB [-11, -5] lies wholly below partial's -1 dB [-4, +2], but neither is above the null
+    page = Tags(build_report(make_study(worst_gain=-8.0), tmp_path / "r.html").read_text(encoding="utf-8"))
+    assert page.sentences[1].startswith("Worst case: neither FedAvg nor partial-weight leaks measurably")
+
+
 def test_headline_is_the_familywise_block_never_the_best_row(make_run, tmp_path):
     run = make_run("fedavg")
     path = run / "attacks" / "inversion-full-model.json"
