@@ -292,7 +292,7 @@ def attack_view(view, options: InversionOptions, progress: bool = True, command:
         if r not in observed:
             raise PrivfedError(f"--round {r} was not observed in {view.path}; observed rounds: {', '.join(map(str, observed))}")
     seed_cfg = int(view.config.get("seed", 0))
-    dp = DPMechanism.from_config(view.config.get("dp"))
+    dp = DPMechanism.from_config(view.config.get("dp"), (getattr(view, "summary", None) or {}).get("noise_multiplier"))
     out_dir = view.path / "attacks"
     image_dir_name = f"inversion-{options.target}"
     server_ids = list(view.split.server)[:MAX_SERVER_IMAGES]

@@ -41,12 +41,24 @@ class DPMechanism:
     max_grad_norm: float = 1.0
 
     @classmethod
-    def from_config(cls, dp: dict | None) -> DPMechanism:
+    def from_config(cls, dp: dict | None, solved_noise_multiplier: float | None = None) -> DPMechanism:
+        """The run's mechanism; ``solved_noise_multiplier``: the noise the run solved from
+        ``--target-epsilon`` (summary.json's ``noise_multiplier``), which config.json leaves empty."""
         dp = dp or {}
         level = dp.get("level") or "none"
         if level == "none":
             return cls()
-        return cls(level, float(dp.get("noise_multiplier") or 0.0), float(dp.get("max_grad_norm") or 1.0))
+        noise = dp.get("noise_multiplier")
+        if noise is None:
+            noise = solved_noise_multiplier
+        if noise is None:
+            from privfed.errors import PrivfedError
+
+            raise PrivfedError(
+                "the run was trained with --target-epsilon and its solved noise multiplier is not recorded yet "
+                "(summary.json is written when training ends); finish the run with 'privfed train --resume' first"
+            )
+        return cls(level, float(noise), float(dp.get("max_grad_norm") or 1.0))
 
 
 def _batch_indices(step_index: int, batch_size: int, n: int) -> list[int]:
