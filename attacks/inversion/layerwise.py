@@ -18,7 +18,11 @@ does it for convolutions. Here:
    terms are far too rugged for descent in pixel space: we search the server's image
    subspace instead (:mod:`attacks.inversion.subspace`), first on ``h`` alone, then on ``h``
    and every conv weight gradient, weighted per layer (the last conv layer 1, each layer below
-   it ``layer_decay`` times less: the lower layers' switches are the most fragile).
+   it ``layer_decay`` times less: the lower layers' switches are the most fragile);
+4. the subspace holds no texture the server's images lack, yet ``h`` (after two max-pools)
+   mostly encodes fine texture: a last pixel-space pass matches ``h`` from the subspace
+   solution, anchored to it (``refine_share`` of the budget). Measured on 10 real slices at
+   64x64: -0.4 dB PSNR, identification top-1 0.7 -> 0.9.
 
 The gradient terms are only used where the update *is* a gradient (one plain SGD step: the
 worst-case replay); an observed round of several Adam steps is matched on ``h`` alone (the
@@ -81,7 +85,7 @@ class Layerwise(InversionAttack):
 
     name = "layerwise"
     targets = ("full-model",)
-    default_iterations = 200
+    default_iterations = 300
     paper = ("Zhu & Blaschko 2021 (R-GAP) and R-CONV 2024: layer-wise inversion from weight and output gradients; "
              "Jeon et al. 2021 (GIAS): search a prior fitted on the server's data")
     priors_used = ("box", "greyscale", "server-subspace", "server-mean-init")
@@ -89,7 +93,11 @@ class Layerwise(InversionAttack):
     #: weight of each conv layer's gradient term relative to the one above it
     layer_decay = 0.1
     #: share of the budget spent on the fc input alone before the gradient terms join
-    feature_share = 0.5
+    feature_share = 0.33
+    #: share of the budget spent on the last pixel-space pass (Adam steps), and its settings
+    refine_share = 0.33
+    refine_lr = 0.01
+    refine_anchor = 0.1
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         model = observation.model
@@ -108,18 +116,38 @@ class Layerwise(InversionAttack):
             return Reconstruction(images, labels, ran, stats={**stats, "loss": loss, "search": "pixels"})
 
         candidate = SubspaceImages(observation.num_images, observation.prior, subspace, observation.device)
-        first = int(self.iterations * self.feature_share) if is_one_gradient_step(observation) else self.iterations
+        refine = int(self.iterations * self.refine_share)
+        searched = self.iterations - refine
+        first = int(self.iterations * self.feature_share) if is_one_gradient_step(observation) else searched
         loss, ran = search_subspace(candidate, feature_loss, first, self.setup)
-        stats.update(feature_loss=loss, search="subspace", subspace_rank=subspace.rank)
-        if first < self.iterations:
+        stats.update(search="subspace", subspace_rank=subspace.rank)
+        if first < searched:
             gradient_loss = self._gradient_objective(observation, features, labels)
-            loss, more = search_subspace(candidate, gradient_loss, self.iterations - first, self.setup)
+            loss, more = search_subspace(candidate, gradient_loss, searched - first, self.setup)
             ran += more
-            with torch.no_grad():
-                stats["feature_loss"] = float(feature_loss(candidate()))
             stats["gradient_layers"] = conv_weight_names(observation)
-        images = candidate().detach().clamp(0, 1)
-        return Reconstruction(images, labels, ran, stats={**stats, "loss": loss})
+        images = candidate().detach()
+        if refine:
+            images = self._refine(images, feature_loss, refine, observation.prior.greyscale)
+            ran += refine
+        with torch.no_grad():
+            stats["feature_loss"] = float(feature_loss(images))
+        return Reconstruction(images.clamp(0, 1), labels, ran, stats={**stats, "loss": loss})
+
+    def _refine(self, start: torch.Tensor, feature_loss, iterations: int, grey: bool) -> torch.Tensor:
+        """Pixel-space Adam on the fc-input match, anchored to the subspace solution."""
+        anchor = start[:, :1] if grey else start
+        pixels = anchor.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([pixels], lr=self.refine_lr)
+        for _ in range(iterations):
+            optimizer.zero_grad(set_to_none=True)
+            images = pixels.clamp(0, 1)
+            images = images.expand(-1, 3, -1, -1) if grey else images
+            loss = feature_loss(images) + self.refine_anchor * (pixels - anchor).pow(2).mean()
+            loss.backward()
+            optimizer.step()
+        images = pixels.detach().clamp(0, 1)
+        return images.expand(-1, 3, -1, -1).clone() if grey else images
 
     def _gradient_objective(self, observation: Observation, features, labels):
         """h matched, plus each conv weight gradient (relative squared error, per-layer weights)."""

@@ -90,6 +90,9 @@ class ImagePrior:
         return prior
 
 
+_SUBSPACE_CACHE: dict = {}
+
+
 @dataclass
 class ImageSubspace:
     """``image = mean + (coefficients * scales) @ components``, fitted on the server's images.
@@ -131,16 +134,35 @@ class ImageSubspace:
 
     @staticmethod
     def _svd(flat: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Principal components through the N x N Gram matrix (N images << D pixels: cheap)."""
         mean = flat.mean(0)
-        _, s, vt = torch.linalg.svd(flat - mean, full_matrices=False)
-        rank = min(rank, int((s > s[0] * 1e-6).sum())) if s.numel() else 0
-        return mean, vt[:rank], s[:rank] / max(flat.shape[0] - 1, 1) ** 0.5
+        centred = (flat - mean).double()
+        eigenvalues, vectors = torch.linalg.eigh(centred @ centred.t())
+        eigenvalues, vectors = eigenvalues.flip(0).clamp(min=0), vectors.flip(1)
+        keep = int((eigenvalues > eigenvalues[0] * 1e-10).sum()) if eigenvalues.numel() else 0
+        rank = min(rank, keep)
+        singular = eigenvalues[:rank].sqrt()
+        components = (vectors[:, :rank].t() @ centred) / singular[:, None]
+        return mean, components.float(), (singular / max(flat.shape[0] - 1, 1) ** 0.5).float()
 
     @classmethod
     @torch.no_grad()
     def fit(cls, images: torch.Tensor, rank: int = 512) -> ImageSubspace:
-        """Fit on N x C x S x S server images; decide on mirroring on a held-out half."""
+        """Fit on N x C x S x S server images; decide on mirroring on a held-out half.
+
+        The last fit is cached by a fingerprint of the images: the runner fits a prior per
+        attacked (round, client, knowledge) on the same server images.
+        """
         images = images.float().cpu()
+        key = (tuple(images.shape), float(images.sum()), float((images * images).sum()), rank)
+        if _SUBSPACE_CACHE.get("key") == key:
+            return _SUBSPACE_CACHE["value"]
+        value = cls._fit(images, rank)
+        _SUBSPACE_CACHE.update(key=key, value=value)
+        return value
+
+    @classmethod
+    def _fit(cls, images: torch.Tensor, rank: int) -> ImageSubspace:
         flat = images.flatten(1)
         half = images.shape[0] // 2
 

@@ -31,6 +31,10 @@ class SubspaceSetup:
     history: int = 50
 
 
+class _BudgetSpent(Exception):
+    """Raised inside the L-BFGS closure once the evaluation budget is spent."""
+
+
 class SubspaceImages(torch.nn.Module):
     """``num`` images as whitened subspace coefficients, clamped to the prior's value range."""
 
@@ -58,21 +62,29 @@ def search_subspace(
     which the result states its budget (``iterations``).
     """
     if evaluations <= 0:
-        with torch.no_grad():
-            return float(objective(images())), 0
+        return float(objective(images()).detach()), 0
     params = [images.coefficients]
     optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=evaluations, max_eval=evaluations, history_size=setup.history,
                                   line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-15)
     count = 0
+    best = (float("inf"), images.coefficients.detach().clone())
 
     def closure():
-        nonlocal count
+        nonlocal count, best
+        if count >= evaluations:  # the line search may ask for more than max_eval: a hard cap
+            raise _BudgetSpent
         count += 1
         optimizer.zero_grad(set_to_none=True)
         loss = objective(images()) + setup.ridge * images.coefficients.pow(2).mean()
         loss.backward()
+        if float(loss.detach()) < best[0]:
+            best = (float(loss.detach()), images.coefficients.detach().clone())
         return loss
 
-    optimizer.step(closure)
-    final = objective(images())
+    try:
+        optimizer.step(closure)
+    except _BudgetSpent:
+        with torch.no_grad():
+            images.coefficients.copy_(best[1])
+    final = objective(images())  # with autograd on: gradient-matching objectives differentiate inside
     return float(final.detach()), count
