@@ -89,6 +89,7 @@ def register(app: typer.Typer) -> None:
         max_grad_norm: Optional[float] = typer.Option(None, help="DP clipping norm."),
         target_epsilon: Optional[float] = typer.Option(None, help="DP target epsilon (solves the noise multiplier)."),
         delta: Optional[float] = typer.Option(None, help="DP delta (default min(1e-5, 1/n))."),
+        clipping: Optional[str] = typer.Option(None, help="DP-SGD clipping: flat (each image's whole gradient to --max-grad-norm) or per-layer (each layer's part to --max-grad-norm / sqrt(layers): same bound and epsilon, and the small classifier layer keeps a usable share of the budget)."),
         neighbouring: Optional[str] = typer.Option(None, help="What epsilon is a promise about. " + " ".join(
             f"{name}: {text}." for name, text in NEIGHBOURING_HELP.items()) + " Default: replace for --dp-level client, add-remove for sample."),
         out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<time>-<algorithm>)."),
@@ -114,7 +115,7 @@ def register(app: typer.Typer) -> None:
         if dp_flag and dp is None:
             dp = "sample"
         dp_options = {"level": dp, "noise_multiplier": noise_multiplier, "max_grad_norm": max_grad_norm,
-                      "target_epsilon": target_epsilon, "delta": delta, "neighbouring": neighbouring}
+                      "target_epsilon": target_epsilon, "delta": delta, "neighbouring": neighbouring, "clipping": clipping}
         command = "privfed " + shlex.join(sys.argv[1:])
         if resume is not None:
             flags = {**options, **{f"dp_{k}" if k == "level" else k: v for k, v in dp_options.items()},

@@ -20,6 +20,8 @@ each backward pass is followed by a step.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 
 import torch
@@ -139,9 +141,11 @@ class BookKeepingDPOptimizer(DPOptimizer):
 
     regularizer: Callable[[], torch.Tensor] | None = None
 
-    def __init__(self, optimizer: torch.optim.Optimizer, *, module: BookKeepingGradSampleModule, **kwargs) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, *, module: BookKeepingGradSampleModule, clipping: str = "flat",
+                 **kwargs) -> None:
         super().__init__(optimizer, **kwargs)
         self.module = module
+        self.clipping = clipping
         self._noise = NoiseStream(self.generator)
 
     def close(self) -> None:
@@ -161,14 +165,29 @@ class BookKeepingDPOptimizer(DPOptimizer):
         return float(self.expected_batch_size * self.accumulated_iterations) if self.loss_reduction == "mean" else 1.0
 
     def clip_and_accumulate(self) -> None:
-        """p.summed_grad = sum of clipped per-sample gradients, already divided by ``_divisor``."""
+        """p.summed_grad = sum of clipped per-sample gradients, already divided by ``_divisor``.
+
+        ``clipping="flat"`` clips each sample's whole gradient to C. ``"per-layer"`` clips each
+        layer's part to C / sqrt(L) for L layers (McMahan et al. 2018, sec. 3; group-wise
+        clipping of He et al. 2023, https://arxiv.org/abs/2212.01539): the whole gradient is
+        still at most C, so noise and accounting are unchanged, but a small layer whose
+        gradient carries little norm (the classifier, which sets the decision threshold) no
+        longer gets a vanishing share of each sample's budget.
+        """
         records, scale = self.module.take_records()
         device = self.params[0].device
-        sq_norms = torch.stack([record.sq_norms.to(device, torch.float64) for record in records]).sum(0) * scale**2
-        factor = (self.max_grad_norm / (sq_norms.sqrt() + 1e-6)).clamp(max=1.0)
+        divide = scale / self._divisor
         sums: dict[nn.Parameter, torch.Tensor] = {}
-        for record in records:
-            sums.update(record.weighted_sum(factor * (scale / self._divisor)))
+        if self.clipping == "per-layer":
+            budget = self.max_grad_norm / math.sqrt(len(records))
+            for record in records:
+                norms = record.sq_norms.to(device, torch.float64).sqrt() * scale
+                sums.update(record.weighted_sum((budget / (norms + 1e-6)).clamp(max=1.0) * divide))
+        else:
+            sq_norms = torch.stack([record.sq_norms.to(device, torch.float64) for record in records]).sum(0) * scale**2
+            factor = (self.max_grad_norm / (sq_norms.sqrt() + 1e-6)).clamp(max=1.0)
+            for record in records:
+                sums.update(record.weighted_sum(factor * divide))
         for p in self.params:
             p.summed_grad = sums[p].to(p.dtype).view_as(p) if p in sums else torch.zeros_like(p)
 

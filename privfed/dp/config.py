@@ -45,6 +45,9 @@ NEIGHBOURING_HELP: dict[str, str] = {
 NEIGHBOURING: tuple[str, ...] = tuple(NEIGHBOURING_HELP)
 
 
+CLIPPINGS = ("flat", "per-layer")
+
+
 def default_neighbouring(level: str) -> str:
     return "replace" if level == "client" else "add-remove"
 
@@ -78,6 +81,9 @@ class DPConfig:
     delta: float | None = None
     #: None: the level's own (see NEIGHBOURING_HELP); stored resolved in config.json
     neighbouring: str | None = None
+    #: sample level: "flat" clips each image's whole gradient to C; "per-layer" each layer's
+    #: part to C / sqrt(layers) (same total bound, same noise, same epsilon)
+    clipping: str = "flat"
 
     @property
     def relation(self) -> str:
@@ -118,6 +124,10 @@ class DPConfig:
                 f"unknown --neighbouring {self.neighbouring!r}{closest(str(self.neighbouring), NEIGHBOURING)}; "
                 f"choose one of: {', '.join(NEIGHBOURING)}"
             )
+        if self.clipping not in CLIPPINGS:
+            raise PrivfedError(
+                f"unknown --clipping {self.clipping!r}{closest(str(self.clipping), CLIPPINGS)}; choose one of: {', '.join(CLIPPINGS)}"
+            )
         if self.level == "sample" and self.relation == "replace":
             raise PrivfedError(
                 "--neighbouring replace is for --dp-level client; sample-level DP-SGD is accounted for adding or "
@@ -140,6 +150,6 @@ class DPConfig:
     @classmethod
     def from_dict(cls, data: dict | None) -> DPConfig:
         data = dict(data or {})
-        known = {k: data[k] for k in ("level", "noise_multiplier", "max_grad_norm", "target_epsilon", "delta", "neighbouring")
-                 if k in data}
+        known = {k: data[k] for k in ("level", "noise_multiplier", "max_grad_norm", "target_epsilon", "delta", "neighbouring",
+                                      "clipping") if k in data}
         return cls(**known)

@@ -113,6 +113,7 @@ class SampleLevelPrivacy(AccountedPrivacy):
             private_optimizer = BookKeepingDPOptimizer(
                 optimizer,
                 module=private_model,
+                clipping=self.config.clipping,
                 noise_multiplier=self.noise_multiplier,
                 max_grad_norm=self.max_grad_norm,
                 expected_batch_size=self.expected_batch_size,

@@ -65,3 +65,41 @@ def test_clipped_sum_equals_hand_clipped_per_sample_gradients(arch: str) -> None
     scale = max(e.abs().max().item() for e in expected.values())
     for name, e in expected.items():
         assert torch.allclose(got[name], e, rtol=1e-9, atol=1e-11 * scale), (name, (got[name] - e).abs().max().item())
+
+
+def test_per_layer_clipping_clips_each_layer_to_its_share_of_the_bound() -> None:
+    """clipping="per-layer": each layer's (weight + bias) part of each sample's gradient is clipped to C / sqrt(L)."""
+    torch.manual_seed(0)
+    model = build_model("simple", image_size=32, shared_width=8, dp=True).train().double()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 3, 32, 32, generator=g, dtype=torch.float64) * torch.tensor([0.2, 1.0, 3.0, 6.0]).view(4, 1, 1, 1)
+    y = torch.tensor([0, 1, 1, 0])
+    layers = [m for m in model.modules() if any(p.requires_grad for p in m.parameters(recurse=False))]
+    clip = 0.5
+    budget = clip / len(layers) ** 0.5
+    expected = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    clipped_somewhere = False
+    for i in range(len(x)):
+        model.zero_grad()
+        nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1]).backward()
+        for layer in layers:
+            own = list(layer.named_parameters(recurse=False))
+            norm = float(torch.sqrt(sum(p.grad.pow(2).sum() for _, p in own)))
+            clipped_somewhere |= norm > budget
+            for local, p in own:
+                name = next(n for n, q in model.named_parameters() if q is p)
+                expected[name] += min(1.0, budget / (norm + 1e-6)) * p.grad
+    model.zero_grad()
+    assert clipped_somewhere
+    n, batch = 16, 4
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(n, 3, 32, 32, dtype=x.dtype), torch.zeros(n, dtype=torch.long)), batch_size=batch)
+    privacy = SampleLevelPrivacy(DPConfig("sample", noise_multiplier=0.0, max_grad_norm=clip, clipping="per-layer"), n, batch, 4, 1)
+    with privacy.training(model, torch.optim.SGD(model.parameters(), lr=0.0), loader, torch.Generator().manual_seed(0)) as (pm, po, _):
+        po.zero_grad()
+        nn.functional.cross_entropy(pm(x), y).backward()
+        po.step()
+    scale = max(e.abs().max().item() for e in expected.values())
+    for name, p in model.named_parameters():
+        assert torch.allclose(p.grad * batch, expected[name], rtol=1e-9, atol=1e-11 * scale), name
+    total = torch.sqrt(sum(e.pow(2).sum() for e in expected.values()))
+    assert float(total) <= len(x) * clip  # the sum of per-layer clipped gradients stays within the flat bound

@@ -67,4 +67,4 @@ def test_level_help_says_what_each_level_protects() -> None:
 def test_config_round_trips_through_dict() -> None:
     config = DPConfig(level="client", noise_multiplier=0.7, max_grad_norm=2.0, delta=1e-6)
     assert DPConfig.from_dict(config.to_dict()) == config
-    assert set(config.to_dict()) == {"level", "noise_multiplier", "max_grad_norm", "target_epsilon", "delta", "neighbouring"}
+    assert set(config.to_dict()) == {"level", "noise_multiplier", "max_grad_norm", "target_epsilon", "delta", "neighbouring", "clipping"}
