@@ -82,6 +82,9 @@ class InversionAttack:
     targets: tuple[str, ...] = TARGETS
     default_iterations: int = 100
     paper: str = ""
+    #: run when ``--method`` is not given: the strongest attack of each target, measured by
+    #: bench/inversion.py (``--method all`` runs every registered one)
+    in_default: bool = False
     #: the priors (names from :meth:`ImagePrior.names`) this attack actually uses
     priors_used: tuple[str, ...] = ("box", "greyscale", "tv", "server-mean-init", "server-feature-stats")
 

@@ -86,6 +86,7 @@ class Layerwise(InversionAttack):
     name = "layerwise"
     targets = ("full-model",)
     default_iterations = 300
+    in_default = True
     paper = ("Zhu & Blaschko 2021 (R-GAP) and R-CONV 2024: layer-wise inversion from weight and output gradients; "
              "Jeon et al. 2021 (GIAS): search a prior fitted on the server's data")
     priors_used = ("box", "greyscale", "server-subspace", "server-mean-init")

@@ -75,7 +75,7 @@ OBSERVED_ITERATIONS = {"analytic": 200, "shared-analytic": 200, "inverting-gradi
 class InversionOptions:
     target: str
     knowledge: list[str] = field(default_factory=lambda: list(KNOWLEDGE_LEVELS))
-    methods: list[str] | None = None  # None: every method applicable to the target
+    methods: list[str] | None = None  # None: the strongest of the target (in_default); ["all"]: every one
     rounds: list[int] | None = None  # None: every observed round
     clients: list[int] | None = None  # None: every client of each round
     batch_size: int | None = None  # None (with local_steps None): attack the real observed update
@@ -102,7 +102,9 @@ def _check_options(options: InversionOptions) -> list[str]:
         if value is not None and value < (0 if name == "--iterations" else 1):
             raise PrivfedError(f"{name} must be positive, got {value}")
     applicable = methods_for(options.target)
-    if options.methods is None:
+    if options.methods is None:  # the strongest of each target; "all" runs every one
+        return [m for m in applicable if INVERSION_METHODS.get(m).in_default] or applicable
+    if list(options.methods) == ["all"]:
         return applicable
     for name in options.methods:
         INVERSION_METHODS.get(name)  # unknown name: PrivfedError with a did-you-mean
@@ -315,7 +317,7 @@ def attack_view(view, options: InversionOptions, progress: bool = True, command:
     from privfed.progress import progress_bar
 
     with progress_bar(enabled=progress) as bar:
-        task_id = bar.add_task(f"inversion ({options.target})", total=len(tasks) * len(methods) * trials)
+        bars = {method: bar.add_task(f"inversion {method} ({options.target})", total=len(tasks) * trials) for method in methods}
         for r, k, knowledge in tasks:
             meta = view.client_meta(r, k)
             ids = view.client_ids(k)
@@ -326,7 +328,8 @@ def attack_view(view, options: InversionOptions, progress: bool = True, command:
                                threat_model=_threat_model(options, knowledge, r, k, row["source"]))
                           for row in results if row["round"] == r and row["client"] == k and row["knowledge"] == twin]
                 results.extend(copies)
-                bar.advance(task_id, len(methods) * trials)
+                for method in methods:
+                    bar.advance(bars[method], trials)
                 continue
             seen_models[(r, k)].append((knowledge, model))
             generator = torch.Generator().manual_seed(options.seed * 1000 + r * 97 + k)
@@ -389,7 +392,7 @@ def attack_view(view, options: InversionOptions, progress: bool = True, command:
                         grids = (rec.images.cpu()[scored.rec_index], images[truth_order], null_guesses[null_order])
                         state["grids"] = grids if state["grids"] is None else tuple(
                             torch.cat([a, b]) for a, b in zip(state["grids"], grids))
-                    bar.advance(task_id)
+                    bar.advance(bars[method])
             for method in methods:
                 state = per_method[method]
                 merged = _merge(state["scored"])

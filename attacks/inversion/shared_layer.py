@@ -121,6 +121,7 @@ class SharedSubspace(InversionAttack):
 
     name = "shared-subspace"
     default_iterations = 150
+    in_default = True
     paper = "Phong et al. 2017 (analytic linear-layer inputs); R-GAP (Zhu & Blaschko 2021) forward constraints; Jeon et al. 2021 (GIAS)"
     priors_used = ("box", "greyscale", "server-subspace", "server-mean-init")
     setup = SubspaceSetup()

@@ -190,7 +190,7 @@ def _validate(view, options: MembershipOptions) -> tuple[list[str], list[str], l
     from attacks.run_access import check_knowledge
 
     view.require_target(options.target)
-    methods = list(options.methods) if options.methods else MEMBERSHIP_ATTACKS.names()
+    methods = list(options.methods) if options.methods and list(options.methods) != ["all"] else MEMBERSHIP_ATTACKS.names()
     for name in methods:
         MEMBERSHIP_ATTACKS.get(name)
     knowledge = [check_knowledge(k) for k in (options.knowledge or KNOWLEDGE_ORDER)]

@@ -23,17 +23,19 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
 
 
 def _names(text: str | None) -> list[str] | None:
-    if text is None or text.strip().lower() in ("", "all"):
+    if text is None or not text.strip():
         return None
+    if text.strip().lower() == "all":
+        return ["all"]
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def attack(
-    run_dir: Path = typer.Argument(..., help="Run directory written by 'privfed train' (its --out folder)."),
+    run_dir: Path = typer.Argument(None, help="Run directory written by 'privfed train' (its --out folder)."),
     kind: str = typer.Option("all", "--kind", help="Which attacks: inversion (rebuild images), membership (was this image trained on?) or all."),
     target: str = typer.Option(None, "--target", help="What is attacked: full-model (whole-model updates) or shared-layer (only the 'shared' layer); default: every target the run supports."),
     knowledge: str = typer.Option("none,init,full", "--knowledge", help="What the attacker knows of a client's private weights: none, init (the weights it initialised), full (oracle upper bound); comma list."),
-    method: str = typer.Option(None, "--method", help="Attack methods to run (comma list); default: every method that applies. See 'privfed attack --list'."),
+    method: str = typer.Option(None, "--method", help="Attack methods to run (comma list, or 'all'); default: inversion runs the strongest method of each target (layerwise, shared-subspace), membership every method. See 'privfed attack --list'."),
     round_: str = typer.Option(None, "--round", help="Observed round(s) to attack (comma list); default: every observed round."),
     client: str = typer.Option(None, "--client", help="Client(s) to attack (comma list); default: all."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Inversion: replay a client step on this many of its images (default: the run's observed updates as sent)."),
@@ -61,10 +63,13 @@ def attack(
         typer.echo("inversion: " + ", ".join(INVERSION_METHODS.names()))
         typer.echo("membership: " + ", ".join(MEMBERSHIP_ATTACKS.names()))
         return
+    if run_dir is None:
+        raise PrivfedError("privfed attack: give the run directory to attack (the --out folder of 'privfed train')")
     if kind not in KINDS:
         raise PrivfedError(f"unknown --kind {kind!r}; choose one of: {', '.join(KINDS)}")
     run = open_run(run_dir)
-    knowledge_levels = [check_knowledge(k) for k in (_names(knowledge) or ["none", "init", "full"])]
+    levels = _names(knowledge)
+    knowledge_levels = [check_knowledge(k) for k in (["none", "init", "full"] if levels in (None, ["all"]) else levels)]
     targets = [target] if target else run.supported_targets()
     if not targets:
         raise PrivfedError(f"{run_dir}: algorithm {run.algorithm!r} sends nothing to a server, so there is nothing to attack")
