@@ -26,7 +26,7 @@ import torch
 
 from attacks.inversion.base import INVERSION_METHODS, InversionAttack, Observation, Reconstruction
 from attacks.inversion.feature_inversion import InversionSetup, invert_features
-from attacks.inversion.labels import labels_from_bias_pattern, recover_labels
+from attacks.inversion.labels import batch_label_counts, labels_from_bias_pattern, recover_labels
 from attacks.inversion.linear import recover_linear_inputs
 from attacks.inversion.matching import cosine_distance
 from attacks.inversion.priors import total_variation
@@ -55,7 +55,8 @@ class LayerwiseAnalytic(InversionAttack):
                 return model.forward_from_shared_input(model.act(model.fc(x)))
 
             labels = labels_from_bias_pattern(head, model.fc.bias, features, observation.gradient_estimate("fc.bias"),
-                                              observation.num_classes, recovery.rows)
+                                              observation.num_classes, recovery.rows,
+                                              counts=batch_label_counts(observation))
 
         def features_of(images):
             return torch.flatten(model.backbone(images), 1)

@@ -69,21 +69,38 @@ def labels_from_bias_pattern(
     bias_gradient: torch.Tensor,
     num_classes: int,
     rows: list[torch.Tensor] | None = None,
+    counts: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One label per recovered layer input, from the sign pattern of that layer's bias update.
 
     ``head(x)`` maps the layer's input to logits and ``bias`` is the layer's bias; for each
-    input and each class c we compute dL/dbias for label c and keep the class whose pattern
-    has the highest cosine with the observed mean gradient on the rows read for that input.
+    input and each class c we compute dL/dbias for label c and score its cosine with the
+    observed mean gradient on the rows read for that input. Without ``counts`` each input
+    takes its best class; with ``counts`` (the batch's labels as a multiset, e.g. from
+    :func:`count_labels` on the classifier's bias update) the labels are assigned jointly,
+    Hungarian on the scores, so the batch's class counts are respected.
     """
-    labels = []
+    scores = torch.zeros(len(inputs), num_classes, dtype=torch.float64)
     for n, x in enumerate(inputs):
         idx = rows[n] if rows is not None else torch.arange(bias_gradient.numel(), device=bias_gradient.device)
-        scores = []
         for c in range(num_classes):
             with torch.enable_grad():
                 loss = F.cross_entropy(head(x[None].detach()), torch.tensor([c], device=x.device))
                 (pattern,) = torch.autograd.grad(loss, [bias])
-            scores.append(float(F.cosine_similarity(pattern[idx].double(), bias_gradient[idx].double(), dim=0)))
-        labels.append(max(range(num_classes), key=lambda c: scores[c]))
-    return torch.tensor(labels, device=inputs.device)
+            scores[n, c] = float(F.cosine_similarity(pattern[idx].double(), bias_gradient[idx].double(), dim=0))
+    if counts is None or len(counts) != len(inputs):
+        return scores.argmax(1).to(inputs.device)
+    from scipy.optimize import linear_sum_assignment
+
+    slots = counts.cpu().long()
+    rows_, cols = linear_sum_assignment(scores[:, slots].numpy(), maximize=True)
+    labels = torch.empty(len(inputs), dtype=torch.long)
+    labels[torch.as_tensor(rows_)] = slots[torch.as_tensor(cols)]
+    return labels.to(inputs.device)
+
+
+def batch_label_counts(observation: Observation) -> torch.Tensor | None:
+    """The batch's labels as a multiset from the classifier's bias update, when the server sees it."""
+    if "classifier.bias" not in observation.update or observation.num_images <= 1:
+        return None
+    return count_labels(observation.gradient_estimate("classifier.bias"), observation.num_images, observation.prior.mean_probs)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from attacks.inversion.base import INVERSION_METHODS, InversionAttack, Observation, Reconstruction
 from attacks.inversion.feature_inversion import invert_features
-from attacks.inversion.labels import labels_from_bias_pattern, recover_labels
+from attacks.inversion.labels import batch_label_counts, labels_from_bias_pattern, recover_labels
 from attacks.inversion.linear import recover_linear_inputs
 from attacks.inversion.subspace import SubspaceImages, SubspaceSetup, search_subspace
 
@@ -75,7 +75,8 @@ def recover_fc(observation: Observation):
             return model.forward_from_shared_input(model.act(model.fc(x)))
 
         labels = labels_from_bias_pattern(head, model.fc.bias, features, observation.gradient_estimate("fc.bias"),
-                                          observation.num_classes, recovery.rows)
+                                          observation.num_classes, recovery.rows,
+                                          counts=batch_label_counts(observation))
     return features, labels, recovery
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from privfed.errors import PrivfedError
+from privfed.models.head import he_init
 
 
 class SimpleBackbone(nn.Module):
@@ -20,6 +21,8 @@ class SimpleBackbone(nn.Module):
         self.conv2 = nn.Conv2d(16, 16, kernel_size=3)
         self.conv3 = nn.Conv2d(16, 32, kernel_size=3)
         self.act = nn.ReLU()
+        for conv in (self.conv1, self.conv2, self.conv3):
+            he_init(conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.act(self.conv1(x)))

@@ -99,22 +99,23 @@ def test_runner_writes_contract_fields(tmp_path, noise):
         assert row["epsilon_claimed"] is None
         assert row["position"] == ("oracle" if row["knowledge"] == "full" else "realistic")
     # the target model never trained on the members: score attacks find nothing, and with 8 + 8
-    # candidates no bound can be claimed; update-cosine sees the members' own summed gradient
+    # candidates no bound can be claimed
     for row in rows:
         if row["method"] != "update-cosine":
             assert row["epsilon_lower_bound"] == 0.0 and row["auc_ci"][0] < 0.5  # nothing claimed
-        else:
-            assert row["auc"] >= 0.8, row
     # FedAvg: the knowledge levels' models coincide, so update-cosine ran once and "full" is a copy
     full = [r for r in rows if r["knowledge"] == "full"]
     assert full and all(r["same_as_knowledge"] == "none" for r in full)
     positions = data["positions"]
-    assert positions["realistic"]["method"] == "update-cosine" and positions["realistic"]["leaks"]
-    assert positions["realistic"]["familywise_alpha"] == pytest.approx(0.05 / 8)  # 8 distinct realistic rows
-    lo, hi = positions["realistic"]["auc_ci"]
-    row = next(r for r in rows if (r["method"], r["model"], r["knowledge"]) ==
-               ("update-cosine", positions["realistic"]["model"], "none"))
-    assert hi - lo > row["auc_ci"][1] - row["auc_ci"][0] - 0.05  # familywise interval no narrower than the row's
+    realistic = positions["realistic"]
+    assert realistic["familywise_alpha"] == pytest.approx(0.05 / 8)  # 8 distinct realistic rows
+    assert realistic["leaks"] == (realistic["auc_ci"][0] > 0.5)
+    best = next(r for r in rows if (r["method"], r["model"], r["knowledge"]) ==
+                (realistic["method"], realistic["model"], realistic["knowledge"]))
+    assert realistic["auc"] == best["auc"]
+    lo, hi = realistic["auc_ci"]
+    assert hi - lo > best["auc_ci"][1] - best["auc_ci"][0] - 0.05  # familywise interval no narrower than the row's
+    assert positions["oracle"]["rows"] == 2  # the copies count once: update-cosine on client_0 and client_1
     assert {r["model"] for r in rows} == {"client_0", "client_1", "global"}
     assert (tmp_path / "attacks" / "membership-full-model" / "roc.png").stat().st_size > 1000
     again = json.loads(run_membership_on_view(view, options, progress=False).read_text())
