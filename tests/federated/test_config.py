@@ -80,3 +80,13 @@ def test_cosine_schedule_decays_the_round_lr_and_settings_carry_the_weighting():
     assert not tiny_config(class_weighting="none").local_settings(1, 0).balance_classes
     with pytest.raises(PrivfedError, match="--lr-schedule"):
         tiny_config(lr_schedule="cosin").validate()
+
+
+def test_the_quick_preset_under_sample_dp_trains_with_sgd_unless_told_otherwise():
+    dp = {"level": "sample", "target_epsilon": 8.0}
+    config = build_config({"dp": dp})
+    assert (config.optimizer, config.lr, config.batch_size, config.rounds, config.dp.clipping) == ("sgd", 0.5, 64, 20, "per-layer")
+    mine = build_config({"dp": dp, "optimizer": "adam", "rounds": 3})
+    assert (mine.optimizer, mine.rounds, mine.batch_size) == ("adam", 3, 64)  # the user's options win
+    assert build_config({}).optimizer == "adam"  # no DP: the preset's own
+    assert build_config({"dp": {"level": "client", "noise_multiplier": 1.0}}).optimizer == "adam"  # client level: noise-free local steps
