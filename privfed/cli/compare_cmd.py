@@ -31,7 +31,9 @@ class StudyPreset:
     full_model: dict
     partial: dict
     baselines: dict
-    #: inversion methods per target (the strongest of each; ``privfed attack`` runs every method)
+    #: inversion methods per target (the strongest of each, by bench/inversion.py). A full update
+    #: contains the shared layer, so the shared-layer attacks run on it too: what partial
+    #: aggregation leaks, FedAvg leaks at least as much.
     inversion_methods: dict[str, list[str]]
     #: images attacked one at a time in the worst-case replay (more: tighter intervals)
     inversion_trials: int
@@ -56,8 +58,8 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
         full_model={"preset": "quick", "algorithm": "fedavg"},
         partial={"preset": "quick", "algorithm": "partial"},
         baselines={"preset": "quick"},
-        inversion_methods={"full-model": ["layerwise"], "shared-layer": ["shared-subspace", "shared-analytic"]},
-        inversion_trials=8, observed_images=4, reference_models=2, max_members=150,
+        inversion_methods={"full-model": ["layerwise", "shared-subspace"], "shared-layer": ["shared-subspace", "shared-analytic"]},
+        inversion_trials=16, observed_images=4, reference_models=2, max_members=150,
         membership_methods=["loss", "lira-offline", "rmia-offline", "update-cosine"],
         measured_seconds=None, measured_on="2 CPU cores",
         data_note="the embedded brain-MRI subset at 64x64, 4 clients, 10 rounds of 2 local epochs",
@@ -67,7 +69,8 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
         full_model={"preset": "seed-same-arch", "algorithm": "fedavg"},
         partial={"preset": "seed-same-arch", "algorithm": "partial"},
         baselines={"preset": "seed-same-arch"},
-        inversion_methods={"full-model": ["layerwise", "analytic"], "shared-layer": ["shared-subspace", "shared-analytic"]},
+        inversion_methods={"full-model": ["layerwise", "analytic", "shared-subspace"],
+                           "shared-layer": ["shared-subspace", "shared-analytic"]},
         inversion_trials=8, observed_images=4, reference_models=4, max_members=500,
         membership_methods=None, measured_seconds=None, measured_on="2 CPU cores",
         data_note="the seed's reference experiment: 4 x simple at 224x224",
@@ -76,7 +79,8 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
         full_model={"preset": "seed-same-arch", "algorithm": "fedavg"},
         partial={"preset": "seed-hetero", "algorithm": "partial"},
         baselines={"preset": "seed-same-arch"},
-        inversion_methods={"full-model": ["layerwise", "analytic"], "shared-layer": ["shared-subspace", "shared-analytic"]},
+        inversion_methods={"full-model": ["layerwise", "analytic", "shared-subspace"],
+                           "shared-layer": ["shared-subspace", "shared-analytic"]},
         inversion_trials=8, observed_images=4, reference_models=4, max_members=500,
         membership_methods=None, measured_seconds=None, measured_on="2 CPU cores",
         data_note="partial with simple, MobileNetV3 large/small and DenseNet121 against same-arch FedAvg at 224x224",
