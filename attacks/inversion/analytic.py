@@ -26,8 +26,7 @@ import torch
 
 from attacks.inversion.base import INVERSION_METHODS, InversionAttack, Observation, Reconstruction
 from attacks.inversion.feature_inversion import InversionSetup, invert_features
-from attacks.inversion.labels import batch_label_counts, labels_from_bias_pattern, recover_labels
-from attacks.inversion.linear import recover_linear_inputs
+from attacks.inversion.layerwise import recover_fc
 from attacks.inversion.matching import cosine_distance
 from attacks.inversion.priors import total_variation
 from attacks.inversion.simulate import simulate_update
@@ -45,18 +44,7 @@ class LayerwiseAnalytic(InversionAttack):
     def reconstruct(self, observation: Observation) -> Reconstruction:
         generator = torch.Generator().manual_seed(self.seed)
         model = observation.model
-        recovery = recover_linear_inputs(observation.update["fc.weight"], observation.update["fc.bias"], observation.num_images)
-        features = recovery.inputs.detach()
-        if observation.labels is not None or observation.num_images == 1:
-            labels = recover_labels(observation)
-        else:
-
-            def head(x):
-                return model.forward_from_shared_input(model.act(model.fc(x)))
-
-            labels = labels_from_bias_pattern(head, model.fc.bias, features, observation.gradient_estimate("fc.bias"),
-                                              observation.num_classes, recovery.rows,
-                                              counts=batch_label_counts(observation))
+        features, labels, recovery = recover_fc(observation)
 
         def features_of(images):
             return torch.flatten(model.backbone(images), 1)
