@@ -23,7 +23,7 @@ from typing import Any
 from reports import setup_words
 from reports.evidence import EvidenceTable, evidence_table
 from reports.load import AttackFile, RunData, as_dict, as_float, as_list
-from reports.verdict import POSITIONS, ArmFindings, Finding, study_answer
+from reports.verdict import POSITIONS, ArmFindings, Finding, carry_up, study_answer
 
 BASELINE_ALGORITHMS = ("local", "centralized")
 FULL_MODEL_ALGORITHMS = ("fedavg", "fedprox", "fednova")
@@ -331,6 +331,7 @@ def arm_summary(run: RunData, label: str) -> ArmSummary:
         found = [f for f in (inversion_finding(arm.inversion_positions.get(position, {})),
                              membership_finding(arm.membership_positions.get(position, {}))) if f is not None]
         arm.findings[position] = ArmFindings(label, found)
+    arm.findings = carry_up(arm.findings)
     headline = [f for f in (inversion, membership) if f is not None]
     if headline:
         arm.headline_target = headline[0].target

@@ -16,13 +16,17 @@ its intervals widened for the number of attacks it was picked from):
 
 The three positions are never mixed: realistic (knowledge none or init, the updates the
 server really receives), worst case (a replayed one-image gradient), oracle (the client's
-real weights: an upper bound no server reaches).
+real weights: an upper bound no server reaches). They are ordered, though: a stronger
+position can run whatever a weaker one ran, so a leak found at a weaker position is carried
+up (named as found there) where the stronger position's own strongest attack, whose
+interval is widened for more attacks, shows none (`carry_up`). Otherwise the "upper
+bound" could read "no measurable leak" beside a worst case that leaks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reports.fmt import db_interval, pct, pct_interval, signed
 
@@ -49,10 +53,13 @@ class Finding:
     null_ident: float | None = None
     null_ident_ci: tuple[float, float] | None = None
     leaks: bool = False
+    #: the weaker position this finding was carried up from (None: found at its own position)
+    found_at: str | None = None
 
     def describe(self) -> str:
         """'analytic (knowledge none): +7.1 dB over the null [+5.2, +9.0], identified 9/10 ...'."""
-        who = f"{self.method} (knowledge {self.knowledge})"
+        where = f", found at the {POSITION_NAMES.get(self.found_at, self.found_at)} position" if self.found_at else ""
+        who = f"{self.method} (knowledge {self.knowledge}{where})"
         if self.kind == "inversion":
             text = f"{who}: {signed(self.value)} dB over the null attack {_db_interval(self.ci)}"
             if self.ident is not None:
@@ -193,6 +200,45 @@ def compare_arms(position: str, a: ArmFindings, b: ArmFindings) -> str:
         details = "; ".join(f"{arm.label}: " + "; ".join(f.describe() for f in arm.findings) for arm in (a, b))
         return f"{name}: neither {a.label} nor {b.label} leaks measurably by these attacks at this budget ({details})."
     return f"{name}: no measurable difference between {a.label} and {b.label}; {arm_status(a)}; {arm_status(b)}."
+
+
+#: what each position inherits from the weaker ones: a one-image replay carries at least
+#: what an observed update shows of an image; membership has no worst-case replay
+_CARRIED = {"worst-case": (("realistic", "inversion"),),
+            "oracle": (("worst-case", "inversion"), ("realistic", "inversion"), ("realistic", "membership"))}
+
+
+def carry_up(by_position: dict[str, ArmFindings]) -> dict[str, ArmFindings]:
+    """One arm's findings with leaks of weaker positions carried up where the stronger shows none.
+
+    >>> inv = lambda gain, ci, leaks: Finding("inversion", "layerwise", "none", gain, ci, leaks=leaks)
+    >>> out = carry_up({"realistic": ArmFindings("fedavg", [inv(-4.0, (-5.0, -3.0), False)]),
+    ...                 "worst-case": ArmFindings("fedavg", [inv(1.7, (0.1, 3.4), True)]),
+    ...                 "oracle": ArmFindings("fedavg", [inv(1.7, (-0.2, 3.6), False)])})
+    >>> arm_status(out["oracle"])
+    'fedavg leaks measurably: layerwise (knowledge none, found at the worst case position): +1.7 dB over the null attack [+0.1, +3.4]'
+    >>> arm_status(out["worst-case"])[:50]
+    'fedavg leaks measurably: layerwise (knowledge none'
+    >>> carry_up({"realistic": ArmFindings("partial", [inv(-1.0, (-2.0, 0.5), False)]),
+    ...           "oracle": ArmFindings("partial", [inv(0.2, (-0.3, 0.7), False)])})["oracle"].findings[0].value
+    0.2
+    """
+    out = dict(by_position)
+    for position in POSITIONS:
+        if position not in out:
+            continue
+        arm = out[position]
+        findings = list(arm.findings)
+        for weaker, kind in _CARRIED.get(position, ()):
+            below = out.get(weaker)
+            carried = below.get(kind) if below is not None else None
+            own = next((f for f in findings if f.kind == kind), None)
+            if carried is None or not carried.leaks or (own is not None and own.leaks):
+                continue
+            carried = replace(carried, found_at=carried.found_at or weaker)
+            findings = [carried if f is own else f for f in findings] if own is not None else findings + [carried]
+        out[position] = ArmFindings(arm.label, findings)
+    return out
 
 
 def study_answer(positions: dict[str, Sequence[ArmFindings]]) -> list[tuple[str, str]]:
