@@ -77,6 +77,9 @@ class MembershipAttack(ABC):
     #: one sentence: what the attacker has and does
     threat_model: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    #: run when no --method is given; off for attacks that cost much and add little at a
+    #: handful of reference models (``--method all`` runs every one)
+    in_default: ClassVar[bool] = True
 
     @abstractmethod
     def score(self, query: MembershipQuery) -> np.ndarray:

@@ -49,7 +49,7 @@ class MembershipOptions:
 
     target: str = "full-model"
     knowledge: list[str] = field(default_factory=lambda: list(KNOWLEDGE_ORDER))
-    methods: list[str] | None = None  # None = every registered method
+    methods: list[str] | None = None  # None: every method marked in_default; ["all"]: every one
     reference_models: int = 4
     max_members: int | None = 500  # per side (members and non-members), for speed
     rounds: list[int] | None = None  # observed rounds the update attack uses (None = all)
@@ -190,7 +190,12 @@ def _validate(view, options: MembershipOptions) -> tuple[list[str], list[str], l
     from attacks.run_access import check_knowledge
 
     view.require_target(options.target)
-    methods = list(options.methods) if options.methods and list(options.methods) != ["all"] else MEMBERSHIP_ATTACKS.names()
+    if not options.methods:
+        methods = [m for m in MEMBERSHIP_ATTACKS.names() if MEMBERSHIP_ATTACKS.get(m).in_default]
+    elif list(options.methods) == ["all"]:
+        methods = MEMBERSHIP_ATTACKS.names()
+    else:
+        methods = list(options.methods)
     for name in methods:
         MEMBERSHIP_ATTACKS.get(name)
     knowledge = [check_knowledge(k) for k in (options.knowledge or KNOWLEDGE_ORDER)]

@@ -33,9 +33,9 @@ def _names(text: str | None) -> list[str] | None:
 def attack(
     run_dir: Path = typer.Argument(None, help="Run directory written by 'privfed train' (its --out folder)."),
     kind: str = typer.Option("all", "--kind", help="Which attacks: inversion (rebuild images), membership (was this image trained on?) or all."),
-    target: str = typer.Option(None, "--target", help="What is attacked: full-model (whole-model updates) or shared-layer (only the 'shared' layer); default: every target the run supports."),
+    target: str = typer.Option(None, "--target", help="What is attacked: full-model (whole-model updates), shared-layer (only the 'shared' layer) or all; default: what the run's server really receives (full-model for FedAvg-type runs, shared-layer for partial)."),
     knowledge: str = typer.Option("none,init,full", "--knowledge", help="What the attacker knows of a client's private weights: none, init (the weights it initialised), full (oracle upper bound); comma list."),
-    method: str = typer.Option(None, "--method", help="Attack methods to run (comma list, or 'all'); default: inversion runs the strongest method of each target (layerwise, shared-subspace), membership every method. See 'privfed attack --list'."),
+    method: str = typer.Option(None, "--method", help="Attack methods to run (comma list, or 'all'); default: inversion runs the strongest method of each target (layerwise, shared-subspace), membership every method but lira-online (weak at a few reference models). See 'privfed attack --list'."),
     round_: str = typer.Option(None, "--round", help="Observed round(s) to attack (comma list); default: every observed round."),
     client: str = typer.Option(None, "--client", help="Client(s) to attack (comma list); default: all."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Inversion: replay a client step on this many of its images (default: the run's observed updates as sent)."),
@@ -52,7 +52,7 @@ def attack(
     """Attack a run as its server: gradient inversion and membership inference; results go to RUN_DIR/attacks/."""
     from rich.console import Console
 
-    from attacks.run_access import check_knowledge, open_run
+    from attacks.run_access import check_knowledge, open_run, server_receives
 
     console = Console(stderr=True)
     command = "privfed " + shlex.join(sys.argv[1:])
@@ -70,9 +70,13 @@ def attack(
     run = open_run(run_dir)
     levels = _names(knowledge)
     knowledge_levels = [check_knowledge(k) for k in (["none", "init", "full"] if levels in (None, ["all"]) else levels)]
-    targets = [target] if target else run.supported_targets()
-    if not targets:
+    supported = run.supported_targets()
+    if not supported:
         raise PrivfedError(f"{run_dir}: algorithm {run.algorithm!r} sends nothing to a server, so there is nothing to attack")
+    if target is None:
+        targets = [t for t in supported if server_receives(run.algorithm, t)]
+    else:
+        targets = supported if target == "all" else [target]
     for t in targets:
         run.require_target(t)
     outputs: list[Path] = []

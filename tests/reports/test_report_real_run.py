@@ -41,8 +41,15 @@ def real_runs(tmp_path_factory):
     for algorithm in ("fedavg", "partial"):
         run = root / algorithm
         privfed("train", "--config", str(root / "tiny.toml"), "--algorithm", algorithm, "--out", str(run), "--quiet")
-        privfed("attack", str(run), "--kind", "all", "--iterations", "5", "--max-images", "1", "--client", "0",
-                "--batch-size", "1", "--local-steps", "1", "--reference-models", "2", "--max-members", "12")
+        budget = ("--kind", "all", "--iterations", "5", "--max-images", "1", "--client", "0",
+                  "--batch-size", "1", "--local-steps", "1", "--reference-models", "2", "--max-members", "12")
+        privfed("attack", str(run), *budget)
+        # by default only what the server really receives is attacked
+        written = sorted(p.name for p in (run / "attacks").glob("*.json"))
+        headline = "full-model" if algorithm == "fedavg" else "shared-layer"
+        assert written == [f"inversion-{headline}.json", f"membership-{headline}.json"], written
+        if algorithm == "fedavg":
+            privfed("attack", str(run), "--target", "shared-layer", *budget)
         runs.append(run)
     return root, runs
 
