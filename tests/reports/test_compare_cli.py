@@ -39,17 +39,34 @@ class AnswerSentences(HTMLParser):
             self.sentences[self._position] += data
 
 
+#: what a position inherits from weaker ones (reports.verdict.carry_up): a stronger attacker can
+#: run whatever a weaker one ran, so a weaker position's leak counts at the stronger one
+CARRIED = {"worst-case": (("realistic", "inversion"),),
+           "oracle": (("worst-case", "inversion"), ("realistic", "inversion"), ("realistic", "membership"))}
+
+
+def _block(arm_dir: Path, kind: str, target: str, position: str) -> dict | None:
+    return json.loads((arm_dir / "attacks" / f"{kind}-{target}.json").read_text())["positions"].get(position)
+
+
+def _quoted(block: dict) -> str:
+    """The start of a figure as the sentence quotes it (a carried one adds where it was found)."""
+    return f"{block['method']} (knowledge {block['knowledge']}"
+
+
 def expected_figures(arm_dir: Path, target: str, position: str) -> tuple[bool, list[str]]:
     """(leaks, the quoted figures) of one arm at one position, read straight from its attack files."""
     leaks, quoted = False, []
-    inversion = json.loads((arm_dir / "attacks" / f"inversion-{target}.json").read_text())["positions"].get(position)
-    if inversion:
-        leaks |= inversion["leaks"]
-        quoted.append(f"{inversion['method']} (knowledge {inversion['knowledge']}): {signed(inversion['gain_db'])} dB over the null attack")
-    membership = json.loads((arm_dir / "attacks" / f"membership-{target}.json").read_text())["positions"].get(position)
-    if membership:
-        leaks |= membership["leaks"]
-        quoted.append(f"{membership['method']} (knowledge {membership['knowledge']}): membership AUC {membership['auc']:.2f}")
+    for kind in ("inversion", "membership"):
+        block = _block(arm_dir, kind, target, position)
+        if block:
+            leaks |= block["leaks"]
+            quoted.append(_quoted(block))
+    for weaker, kind in CARRIED.get(position, ()):
+        block = _block(arm_dir, kind, target, weaker)
+        if block and block["leaks"]:
+            leaks = True
+            quoted.append(_quoted(block) + ", found at the")
     return leaks, quoted
 
 
@@ -80,6 +97,7 @@ def test_compare_trains_attacks_both_schemes_and_prints_the_report_path_last(tmp
             assert "neither FedAvg nor partial-weight leaks measurably by these attacks at this budget" in sentence
             for figure in fedavg_quoted + partial_quoted:  # every figure quoted names its attack and knowledge level
                 assert figure in sentence, (figure, sentence)
+            assert "dB over the null attack" in sentence or "membership AUC" in sentence
         else:
             assert re.search(r"leaks (more than|measurably)", sentence), sentence
             assert any(figure in sentence for figure in fedavg_quoted + partial_quoted), sentence
@@ -90,3 +108,22 @@ def test_compare_refuses_to_write_inside_the_installed_package():
     done = compare("--out", str(inside))
     assert done.returncode == 2 and done.stderr.startswith("error: ") and "inside the installed privfed package" in done.stderr
     assert not inside.exists()
+
+
+def test_compare_dp_trains_each_scheme_at_each_epsilon_and_draws_the_curve(tmp_path):
+    out = tmp_path / "study"
+    done = compare("--dp", "--dp-epsilons", "8", "--no-baselines", "--rounds", "1", "--image-size", "32",
+                   "--iterations", "2", "--trials", "2", "--attack-clients", "0", "--reference-models", "2",
+                   "--max-members", "12", "--out", str(out), "--quiet")
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("fedavg", "partial"):
+        assert json.loads((out / name / "config.json").read_text())["dp"]["level"] == "none"
+        for eps in (8,):
+            run = out / f"{name}-dp-eps{eps}"
+            config = json.loads((run / "config.json").read_text())
+            assert config["dp"]["level"] == "sample" and config["dp"]["target_epsilon"] == eps
+            spent = json.loads((run / "summary.json").read_text())["epsilon"]
+            assert 0 < spent <= eps * 1.001, (name, eps, spent)  # the accountant never overspends its target
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Differential privacy: the trade-off as a curve over" in html
+    assert html.count('alt="Accuracy, membership AUC and reconstruction gain against the epsilon spent') == 1
