@@ -17,6 +17,7 @@ from torch import nn
 
 from privfed.errors import PrivfedError
 from privfed.models import SharedHeadModel, build_model
+from privfed.models.batch_norm import recalibrate_batch_norm
 
 
 @dataclass(frozen=True)
@@ -74,4 +75,5 @@ def train_shadow_model(
             optimizer.zero_grad(set_to_none=True)
             loss_fn(model(x), y).backward()
             optimizer.step()
+    recalibrate_batch_norm(model, images, device=device)  # as the victim's training does
     return model.eval()

@@ -20,6 +20,7 @@ from torch import nn
 
 from privfed.errors import PrivfedError
 from privfed.federated.evaluation import as_float
+from privfed.models.batch_norm import recalibrate_batch_norm
 from privfed.federated.fednova import momentum_a_norm
 from privfed.federated.strategy import ClientUpdate, LocalSettings
 
@@ -99,7 +100,9 @@ def train_local(
     ``settings.mu > 0`` adds FedProx's mu/2 ||w - w_start||^2 with w_start the weights at
     entry. ``sample_privacy`` (a :class:`privfed.dp.SampleLevelPrivacy`) switches to
     Opacus DP-SGD with Poisson sampling. A non-finite loss raises :class:`PrivfedError`
-    naming ``where``.
+    naming ``where``. Without DP, BatchNorm statistics are then recomputed over the party's
+    images (:mod:`privfed.models.batch_norm`: lagging running averages made MobileNetV3
+    clients constant predictors in evaluation mode).
     """
     device = torch.device(device)
     model.to(device).train()
@@ -159,6 +162,8 @@ def train_local(
                 for x, y in poisson:  # may be empty (probability (1-q)^n): still a noise-only step
                     step(private_model, private_opt, as_float(x).to(device), y.to(device))
     _check_weights(model, where, steps)
+    if sample_privacy is None:  # DP models have no BatchNorm (and a pass over the data would not be private)
+        recalibrate_batch_norm(model, images, batch_size=max(settings.batch_size, 64), device=device)
     if settings.optimizer == "sgd":
         a_norm = momentum_a_norm(steps, settings.momentum)
     else:
