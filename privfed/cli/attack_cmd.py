@@ -71,14 +71,15 @@ def attack(
     levels = _names(knowledge)
     knowledge_levels = [check_knowledge(k) for k in (["none", "init", "full"] if levels in (None, ["all"]) else levels)]
     supported = run.supported_targets()
-    if not supported:
+    if target is not None and target != "all":
+        run.require_target(target)  # names the target and what the run supports instead
+        targets = [target]
+    elif not supported:
         raise PrivfedError(f"{run_dir}: algorithm {run.algorithm!r} sends nothing to a server, so there is nothing to attack")
-    if target is None:
-        targets = [t for t in supported if server_receives(run.algorithm, t)]
+    elif target == "all":
+        targets = supported
     else:
-        targets = supported if target == "all" else [target]
-    for t in targets:
-        run.require_target(t)
+        targets = [t for t in supported if server_receives(run.algorithm, t)]
     outputs: list[Path] = []
     for t in targets:
         if kind in ("inversion", "all"):
