@@ -9,6 +9,7 @@ source with `ast`, so a lazy import inside a function counts too.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,5 +55,5 @@ def test_the_check_sees_a_lazy_forbidden_import(tmp_path, monkeypatch) -> None:
     fake = tmp_path / "attacks"
     fake.mkdir()
     (fake / "sneaky.py").write_text("def f():\n    from privfed.federated.engine import run\n    return run\n")
-    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert violations("attacks") == ["attacks/sneaky.py:2 imports privfed.federated.engine"]
