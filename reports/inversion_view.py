@@ -74,6 +74,16 @@ def _caption(block: dict[str, Any]) -> str:
             f"{family}: {verdict}.")
 
 
+def _carried_note(arm: ArmSummary, position: str) -> str:
+    """Where the verdict carried a weaker position's leak up to this one (reports.verdict.carry_up)."""
+    findings = arm.findings.get(position)
+    found = findings.get("inversion") if findings is not None else None
+    if found is None or found.found_at is None:
+        return ""
+    return (f" The weaker {POSITION_NAMES[found.found_at]} position already leaks measurably by "
+            f"{found.method}, so this stronger position does too (the answer says so).")
+
+
 def grids(arm: ArmSummary, redact_originals: bool) -> list[GridView]:
     """One grid per position; a position whose strongest attack drew the very images of an earlier
     one (FedAvg's oracle holds the model the server holds) gets a line saying so, not a copy."""
@@ -87,12 +97,13 @@ def grids(arm: ArmSummary, redact_originals: bool) -> list[GridView]:
         title = POSITION_NAMES[position].capitalize()
         key = images.get("reconstructions")
         if isinstance(key, str) and key in shown:
-            out.append(GridView(position, title, _caption(block), None, None, None, same_as=shown[key]))
+            out.append(GridView(position, title, _caption(block) + _carried_note(arm, position), None, None, None,
+                                same_as=shown[key]))
             continue
         if isinstance(key, str):
             shown[key] = POSITION_NAMES[position]
         originals = None if redact_originals else embed_attack_png(arm.run.path, images.get("originals"))
-        out.append(GridView(position, title, _caption(block), originals,
+        out.append(GridView(position, title, _caption(block) + _carried_note(arm, position), originals,
                             embed_attack_png(arm.run.path, images.get("reconstructions")),
                             embed_attack_png(arm.run.path, images.get("null"))))
     return out

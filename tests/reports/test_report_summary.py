@@ -106,3 +106,24 @@ def test_number_formatting_keeps_one_unit_per_figure():
     assert auc_ci(0.553, [0.49, 0.61]) == "0.55 [0.49, 0.61]" and auc_ci("x", None) == "not measured"
     assert epsilon(0.0, "none") == "no DP" and epsilon(None, "sample") == "not measured" and epsilon(2.9, "sample") == "2.90"
     assert num(float("nan")) == "—" and interval([0.5, 0.61]) == "[0.50, 0.61]" and interval("oops") == ""
+
+
+def test_an_upper_bound_inherits_the_leak_of_a_weaker_position(make_run):
+    """The quick study's case: the oracle's own interval, widened for more attacks, clears 0 no
+    longer, while the worst case (same attack, same images) leaks. The oracle must not read
+    'no measurable leak' in the answer; its grid keeps its own figure and says why it leaks."""
+    from reports.inversion_view import grids
+
+    run = make_run("fedavg")  # worst case +6 dB [+3, +9]: leaks
+    path = run / "attacks" / "inversion-full-model.json"
+    data = json.loads(path.read_text())
+    data["positions"]["oracle"].update(gain_db_ci=[-0.5, 12.5], leaks=False)
+    path.write_text(json.dumps(data))
+    s = study([run])
+    arm = s.arms[0]
+    oracle = arm.findings["oracle"].get("inversion")
+    assert oracle.leaks and oracle.found_at == "worst-case" and oracle.ci == (3.0, 9.0)
+    sentence = dict(s.answer)["oracle"]
+    assert "leaks measurably" in sentence and "found at the worst case position" in sentence, sentence
+    caption = next(g for g in grids(arm, redact_originals=True) if g.position == "oracle").caption
+    assert "no measurable leak." in caption and "already leaks measurably" in caption, caption
