@@ -59,12 +59,26 @@ def _cosine_shared(model: nn.Module, images, labels, direction, batch_size: int,
     return torch.cat(out).numpy()
 
 
-def _cosine_generic(model: nn.Module, names: list[str], images, labels, direction, batch_size: int, device) -> np.ndarray:
+#: bytes the per-example gradients of one chunk may take: a full `simple` model at 224x224
+#: has 18.4M parameters, so 64 examples' gradients alone were 4.7 GB, and their float64
+#: copies took the seed study past 24 GB of memory
+PER_EXAMPLE_GRADIENT_BUDGET = 1 << 30
+
+
+def examples_per_chunk(num_params: int, batch_size: int, budget_bytes: int = PER_EXAMPLE_GRADIENT_BUDGET) -> int:
+    """How many examples' per-example gradients (float32, about twice over with vmap's
+    intermediates) fit in ``budget_bytes``; at least 1, at most ``batch_size``."""
+    return max(1, min(batch_size, budget_bytes // max(1, 8 * num_params)))
+
+
+def _cosine_generic(model: nn.Module, names: list[str], images, labels, direction, batch_size: int, device,
+                    budget_bytes: int = PER_EXAMPLE_GRADIENT_BUDGET) -> np.ndarray:
     params = {n: p.detach() for n, p in model.named_parameters()}
     buffers = {n: b.detach() for n, b in model.named_buffers()}
     free = {n: params[n] for n in names}
-    d = {n: direction[n].to(device, torch.float32) for n in names}
+    d = {n: direction[n].to(device, torch.float32).flatten() for n in names}
     d_norm = float(sum((t.double() ** 2).sum() for t in d.values())) ** 0.5
+    chunk = examples_per_chunk(sum(t.numel() for t in d.values()), batch_size, budget_bytes)
 
     def loss_of(sub, x, y):
         merged = {**params, **sub}
@@ -73,11 +87,13 @@ def _cosine_generic(model: nn.Module, names: list[str], images, labels, directio
 
     per_example = vmap(grad(loss_of), in_dims=(None, 0, 0))
     out = []
-    for i in range(0, len(images), batch_size):
-        x, y = images[i : i + batch_size].to(device), labels[i : i + batch_size].to(device)
+    for i in range(0, len(images), chunk):
+        x, y = images[i : i + chunk].to(device), labels[i : i + chunk].to(device)
         g = per_example(free, x, y)
-        dot = sum((g[n].flatten(1).double() * d[n].flatten().double()).sum(1) for n in names)
-        norm = sum((g[n].flatten(1).double() ** 2).sum(1) for n in names).sqrt()
+        # matrix-vector products and norms reduce in place: no copy of the per-example gradients
+        dot = sum((g[n].flatten(1) @ d[n]).double() for n in names)
+        norm = sum(torch.linalg.vector_norm(g[n].flatten(1), dim=1).double() ** 2 for n in names).sqrt()
+        del g
         out.append((dot / (norm * d_norm).clamp_min(1e-30)).cpu())
     return torch.cat(out).numpy()
 

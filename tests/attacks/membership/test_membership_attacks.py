@@ -207,3 +207,25 @@ def test_rmia_breaks_saturated_fractions_by_the_likelihood_ratio():
     scores = create_attack("rmia-offline").score(query)
     assert np.all(scores >= 1.0) and np.all(np.diff(scores) < 0)  # saturated fraction, strict order by LR(x)
     assert evaluate_membership(scores[:2], scores[2:], delta=1e-5, n_bootstrap=0).auc == 1.0
+
+
+def test_per_example_gradients_are_chunked_to_a_memory_budget_without_changing_the_scores():
+    from attacks.membership.update import examples_per_chunk
+
+    # the seed's full model at 224x224: 18.4M parameters fit 7 examples per GiB, not 64
+    assert examples_per_chunk(18_400_000, 64) == 7
+    assert examples_per_chunk(18_400_000, 64, budget_bytes=1) == 1 and examples_per_chunk(1000, 64) == 64
+    torch.manual_seed(2)
+    model = build_model("simple", image_size=SIZE, shared_width=WIDTH).eval()
+    cand, labels = _noise(6, 6)
+    direction = {n: torch.randn_like(p) for n, p in model.named_parameters()}
+    whole = _cosine_generic(model, list(direction), cand, labels, direction, 64, "cpu")
+    one_by_one = _cosine_generic(model, list(direction), cand, labels, direction, 64, "cpu", budget_bytes=1)
+    np.testing.assert_allclose(one_by_one, whole, rtol=1e-5, atol=1e-7)
+    # against float64 per-example gradients computed one example at a time with plain autograd
+    params = [p for p in model.parameters()]
+    d = torch.cat([direction[n].flatten() for n, _ in model.named_parameters()]).double()
+    for k in range(len(cand)):
+        loss = torch.nn.functional.cross_entropy(model(cand[k : k + 1]), labels[k : k + 1])
+        g = torch.cat([t.flatten() for t in torch.autograd.grad(loss, params)]).double()
+        assert whole[k] == pytest.approx(float(g @ d / (g.norm() * d.norm())), rel=1e-4, abs=1e-6)
