@@ -101,5 +101,3 @@ def test_per_layer_clipping_clips_each_layer_to_its_share_of_the_bound() -> None
     scale = max(e.abs().max().item() for e in expected.values())
     for name, p in model.named_parameters():
         assert torch.allclose(p.grad * batch, expected[name], rtol=1e-9, atol=1e-11 * scale), name
-    total = torch.sqrt(sum(e.pow(2).sum() for e in expected.values()))
-    assert float(total) <= len(x) * clip  # the sum of per-layer clipped gradients stays within the flat bound
