@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.privfed-installed
-EXTRAS ?= dev,flower
+EXTRAS ?= dev,flower,simulation
 
 .PHONY: install demo test bench clean
 

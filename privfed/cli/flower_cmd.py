@@ -88,19 +88,52 @@ def run_cmd(
     from privfed.flower import launch, require_flower
 
     require_flower()
+    run_config = _run_config(out, algorithm, num_clients, rounds, config, set_, min_clients, "privfed flower run")
+    home = Path(tempfile.mkdtemp(prefix="privfed-flwr-"))
+    launch.write_connection(home, superlink, insecure=insecure, root_certificates=root_certificates)
+    app_folder = launch.write_app(home / "app", run_config)
+    _exec(launch.run_command(app_folder), launch.flower_env(home))
+
+
+@app.command()
+def simulate(
+    out: Path = typer.Option(..., "--out", help="Run directory."),
+    algorithm: str = typer.Option("fedavg", help="fedavg, fedprox, fednova or partial."),
+    num_clients: int = typer.Option(4, help="Virtual SuperNodes; node k trains on client k's share of the run's data."),
+    rounds: int = typer.Option(3),
+    config: Optional[Path] = typer.Option(None, "--config", help="TrainConfig TOML/JSON."),
+    set_: list[str] = typer.Option([], "--set", help="Any other option as key=value (hyphenated TrainConfig names, e.g. data=/srv/mri)."),
+    min_clients: Optional[int] = typer.Option(None, help="Finish a round with this many replies (default: all sampled)."),
+    client_cpus: float = typer.Option(1.0, help="CPU cores per client; also its torch threads."),
+    client_gpus: float = typer.Option(0.0, help="Share of a GPU per client (0.25: four clients per GPU; needs device=cuda or auto)."),
+    cpus: Optional[int] = typer.Option(None, help="Cores Ray may use in all (default: every core of this machine)."),
+    gpus: Optional[int] = typer.Option(None, help="GPUs Ray may use in all (default: every visible GPU)."),
+) -> None:
+    """Train with the clients of each round side by side on this machine (Flower's simulation engine, Ray).
+
+    Same algorithms, seeds and run directory as 'privfed train'; as many clients run at
+    once as --client-cpus/--client-gpus fit in --cpus/--gpus.
+    """
+    from privfed.flower.simulation import ClientResources
+    from privfed.flower.simulation import simulate as run_simulated
+
+    run_config = _run_config(out, algorithm, num_clients, rounds, config, set_, min_clients, "privfed flower simulate")
+    summary = run_simulated(run_config, ClientResources(client_cpus, client_gpus), cpus, gpus)
+    typer.echo(f"wrote {out} ({summary['final_round']} rounds, {summary['wall_seconds']:.0f} s)")
+
+
+def _run_config(out: Path, algorithm: str, num_clients: int, rounds: int, config: Optional[Path], set_: list[str],
+                min_clients: Optional[int], command: str) -> dict:
     run_config: dict = {"algorithm": algorithm, "num-clients": num_clients, "rounds": rounds,
                         "out-dir": str(out.expanduser().resolve()), "min-clients": min_clients,
                         "config-file": str(config.expanduser().resolve()) if config else None,
-                        "command": "privfed flower run " + " ".join(sys.argv[3:])}
+                        "command": command + " " + " ".join(sys.argv[3:])}
     for item in set_:
         key, sep, value = item.partition("=")
         if not sep:
             raise PrivfedError(f"--set {item!r}: expected key=value")
         run_config[key.strip()] = _scalar(value.strip())
-    home = Path(tempfile.mkdtemp(prefix="privfed-flwr-"))
-    launch.write_connection(home, superlink, insecure=insecure, root_certificates=root_certificates)
-    app_folder = launch.write_app(home / "app", run_config)
-    _exec(launch.run_command(app_folder), launch.flower_env(home))
+    return run_config
 
 
 @app.command("app")

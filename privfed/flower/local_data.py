@@ -49,8 +49,9 @@ def load_local_data(node: NodeOptions, config: TrainConfig, *, need_images: bool
     """The node's training ids (and images), plus test images when it has any."""
     from privfed.data import make_split, open_dataset
 
+    data_path = node.data_for(config)
     try:
-        dataset = open_dataset(node.data_path, config.image_size)
+        dataset = open_dataset(data_path, config.image_size)
     except PrivfedError as exc:
         raise PrivfedError(f"--node-config data-path: {exc}") from None
     test_x = test_y = None
@@ -59,15 +60,15 @@ def load_local_data(node: NodeOptions, config: TrainConfig, *, need_images: bool
         ids = list(split.clients[node.partition_id])
         if need_images and split.test:
             test_x, test_y = dataset.load(list(split.test))
-        description = f"{node.data_path} partition {node.partition_id}/{node.num_partitions}"
+        description = f"{data_path} partition {node.partition_id}/{node.num_partitions}"
     else:
         ids = list(dataset.ids)
         if need_images and node.test_path:
             test_set = open_dataset(node.test_path, config.image_size)
             test_x, test_y = test_set.load(list(test_set.ids))
-        description = node.data_path
+        description = data_path
     if not ids:
-        raise PrivfedError(f"--node-config data-path {node.data_path}: this node has no training images")
+        raise PrivfedError(f"--node-config data-path {data_path}: this node has no training images")
     if need_images:
         images, labels = dataset.load(ids)
     else:

@@ -142,21 +142,29 @@ def run_config_items(options: Mapping[str, Any]) -> dict[str, Any]:
 class NodeOptions:
     """A SuperNode's ``--node-config``: where its data is and which share of it to use.
 
-    ``data-path``: an image folder (one subfolder per class) or an .npz file; absent or
-    ``"embedded"``: the shipped brain-MRI subset. ``partition-id``/``num-partitions``: use
+    ``data-path``: an image folder (one subfolder per class) or an .npz file; ``"embedded"``:
+    the shipped brain-MRI subset; absent: the run's own ``data`` in partition mode (the
+    split only matches the server's when both split the same data, which is how a
+    simulation's nodes, told nothing else, find it), else embedded. ``partition-id``/``num-partitions``: use
     that client's share of the split the run's seed and plan make of the data (how tests
     and simulations give several nodes one data set); absent: the node uses all of its
     data. ``test-path``: optional held-out data the client reports test metrics on (in
     partition mode the split's test set is used). ``device``: auto, cpu or cuda.
     """
 
-    data_path: str = "embedded"
+    data_path: str | None = None
     partition_id: int | None = None
     num_partitions: int | None = None
     test_path: str | None = None
     device: str = "auto"
 
     KEYS = ("data-path", "partition-id", "num-partitions", "test-path", "device")
+
+    def data_for(self, config: TrainConfig) -> str:
+        """The data this node reads for a run of ``config``."""
+        if self.data_path:
+            return self.data_path
+        return config.data if self.partition_id is not None else "embedded"
 
     @classmethod
     def from_node_config(cls, node_config: Mapping[str, Any]) -> NodeOptions:
@@ -175,7 +183,7 @@ class NodeOptions:
         if device not in ("auto", "cpu", "cuda"):
             raise PrivfedError(f"--node-config: device={device!r}; choose auto, cpu or cuda")
         return cls(
-            data_path=str(node_config.get("data-path") or "embedded"),
+            data_path=str(node_config["data-path"]) if node_config.get("data-path") else None,
             partition_id=int(pid) if pid is not None else None,
             num_partitions=int(parts) if parts is not None else None,
             test_path=str(node_config["test-path"]) if node_config.get("test-path") else None,

@@ -3,6 +3,7 @@
 import pytest
 
 from privfed.errors import PrivfedError
+from privfed.federated.config import TrainConfig
 from privfed.flower.options import NodeOptions, config_from_run_config, run_config_items
 
 
@@ -38,7 +39,12 @@ def test_bad_run_config_names_the_key(tmp_path, bad, message):
 
 def test_node_config():
     node = NodeOptions.from_node_config({"partition-id": 1, "num-partitions": 3})
-    assert (node.partition_id, node.num_partitions, node.data_path) == (1, 3, "embedded")
+    assert (node.partition_id, node.num_partitions, node.data_path) == (1, 3, None)
+    # A partition of nothing named is a partition of the run's data (the server splits that)...
+    assert node.data_for(TrainConfig(data="/srv/mri")) == "/srv/mri"
+    # ...a whole node of nothing named is the embedded set; a named path always wins.
+    assert NodeOptions.from_node_config({}).data_for(TrainConfig(data="/srv/mri")) == "embedded"
+    assert NodeOptions.from_node_config({"data-path": "/d"}).data_for(TrainConfig(data="/srv/mri")) == "/d"
     with pytest.raises(PrivfedError, match="together"):
         NodeOptions.from_node_config({"partition-id": 1})
     with pytest.raises(PrivfedError, match="0..num-partitions-1"):
