@@ -20,7 +20,7 @@ from typing import Optional
 
 import typer
 
-from privfed.cli import split_options
+from privfed.cli import speed_options, split_options
 from privfed.errors import PrivfedError
 
 
@@ -105,6 +105,9 @@ def train_command(options: dict, out: Path) -> str:
             for name, dp_value in value.items():
                 if dp_value is not None:
                     flags += [_DP_FLAGS[name], str(dp_value)]
+        elif isinstance(value, bool):
+            flag = key.replace("_", "-")
+            flags.append(f"--{flag}" if value else f"--no-{flag}")
         else:
             text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
             flags += [_FLAG_NAMES.get(key, "--" + key.replace("_", "-")), text]
@@ -146,6 +149,8 @@ def compare(
     redact_originals: bool = typer.Option(False, "--redact-originals", help="Leave true patient images out of the report (metrics only)."),
     seed: int = typer.Option(0, "--seed", help="Seed of training, split and attacks."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
+    precision: Optional[str] = speed_options.precision_option(),
+    channels_last: Optional[bool] = speed_options.channels_last_option(),
     out: Optional[Path] = typer.Option(None, "--out", help="Study folder (default runs/compare-<date>); runs and report.html go inside."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
@@ -173,12 +178,15 @@ def compare(
                  if value is not None}
     common = {"data": data, **overrides, "seed": seed, "device": device}
 
-    attacked: list[tuple[str, dict]] = [("fedavg", dict(study.full_model)), ("partial", dict(study.partial))]
+    speed = {key: value for key, value in (("precision", precision), ("channels_last", channels_last))
+             if value is not None}  # non-private runs only: DP-SGD steps refuse them
+    attacked: list[tuple[str, dict]] = [("fedavg", {**study.full_model, **speed}), ("partial", {**study.partial, **speed})]
     if dp:
-        attacked += [(f"{name}-dp-eps{eps:g}", {**options, "dp": {"level": "sample", "target_epsilon": eps,
+        attacked += [(f"{name}-dp-eps{eps:g}", {**{k: v for k, v in options.items() if k not in speed}, "dp": {"level": "sample", "target_epsilon": eps,
                                                                    "max_grad_norm": max_grad_norm}})
                      for eps in epsilons for name, options in attacked[:2]]
-    baselines = [] if no_baselines else [(name, {**study.baselines, "algorithm": name}) for name in ("local", "centralized")]
+    baselines = [] if no_baselines else [(name, {**study.baselines, **speed, "algorithm": name})
+                                         for name in ("local", "centralized")]
     console.print(f"[bold]privfed compare[/] ({preset}): {_banner(study, data, overrides)}")
     console.print(f"study folder: {out_dir}", markup=False)
 

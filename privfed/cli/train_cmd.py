@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from privfed.cli import split_options
+from privfed.cli import speed_options, split_options
 from privfed.errors import PrivfedError
 
 
@@ -83,6 +83,8 @@ def register(app: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None, help="Seed of every random stream (default 0)."),
         observe: Optional[str] = typer.Option(None, help="Rounds whose traffic is saved for attacks: first,last | all | none | 1,3,5."),
         device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+        precision: Optional[str] = speed_options.precision_option(),
+        channels_last: Optional[bool] = speed_options.channels_last_option(),
         dp_flag: bool = typer.Option(False, "--dp", help="Turn on DP-SGD on each client (same as --dp-level sample)."),
         dp: Optional[str] = typer.Option(None, "--dp-level", help=dp_help),
         noise_multiplier: Optional[float] = typer.Option(None, help="DP noise multiplier (or give --target-epsilon)."),
@@ -110,7 +112,7 @@ def register(app: typer.Typer) -> None:
             "plan": split_options.plan_value(plan, client_size=client_size, server_size=server_size, test_size=test_size,
                                              clients_fraction=clients_fraction, server_fraction=server_fraction,
                                              test_fraction=test_fraction, dirichlet_alpha=dirichlet_alpha),
-            "seed": seed, "observe": observe, "device": device,
+            "seed": seed, "observe": observe, "device": device, "precision": precision, "channels_last": channels_last,
         }
         if dp_flag and dp is None:
             dp = "sample"

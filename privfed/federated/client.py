@@ -121,6 +121,12 @@ def train_local(
         return (settings.mu / 2) * sum(((p - a) ** 2).sum() for p, a in zip(params, anchor))
     loss_sum, seen, steps = 0.0, 0, 0
     weights = class_weights(labels).to(device) if settings.balance_classes else None
+    # Speed settings apply to non-private steps only (the config refuses them with DP-SGD).
+    fast = sample_privacy is None
+    layout = torch.channels_last if fast and settings.channels_last else torch.contiguous_format
+    if layout is torch.channels_last:
+        model.to(memory_format=layout)
+    bf16 = fast and settings.precision == "bf16"
 
     def step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
         nonlocal loss_sum, seen, steps
@@ -128,7 +134,9 @@ def train_local(
         # sum / max(n, 1): the mean for real batches, and a defined (zero-data) loss for an empty
         # Poisson batch, whose noise-only DP step must still be taken and accounted. Class
         # weights scale each image's own loss, so per-sample clipping under DP still bounds it.
-        per_image = F.cross_entropy(net(x), y, reduction="none")
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = net(x)
+        per_image = F.cross_entropy(logits.float(), y, reduction="none")
         if weights is not None:
             per_image = per_image * weights[y]
         loss = per_image.sum() / max(len(y), 1)
@@ -146,12 +154,14 @@ def train_local(
             on_batch(steps, total, loss_sum / max(seen, 1))
 
     if sample_privacy is None:
+        # On an accelerator the party's (uint8) images go over once, not once per batch.
+        on_device = (images.to(device), labels.to(device)) if device.type != "cpu" else (images, labels)
         for _ in range(settings.epochs):
             order = torch.randperm(n, generator=generator)
             for start in range(0, n, settings.batch_size):
                 index = order[start : start + settings.batch_size]
-                x = as_float(images[index]).to(device, non_blocking=True)
-                step(model, optimizer, x, labels[index].to(device, non_blocking=True))
+                x = as_float(on_device[0][index]).contiguous(memory_format=layout)
+                step(model, optimizer, x, on_device[1][index])
     else:
         dataset = torch.utils.data.TensorDataset(images, labels)
         loader = torch.utils.data.DataLoader(dataset, batch_size=settings.batch_size)
@@ -161,6 +171,8 @@ def train_local(
             for _ in range(settings.epochs):
                 for x, y in poisson:  # may be empty (probability (1-q)^n): still a noise-only step
                     step(private_model, private_opt, as_float(x).to(device), y.to(device))
+    if layout is torch.channels_last:  # what leaves this function (state dicts, safetensors) is contiguous
+        model.to(memory_format=torch.contiguous_format)
     _check_weights(model, where, steps)
     if sample_privacy is None:  # DP models have no BatchNorm (and a pass over the data would not be private)
         recalibrate_batch_norm(model, images, batch_size=max(settings.batch_size, 64), device=device)

@@ -40,6 +40,10 @@ class LocalSettings:
     #: weight each image's loss by n / (classes x n_class) of the party's own labels, so a
     #: party whose data is mostly one class does not learn to answer only that class
     balance_classes: bool = False
+    #: "bf16": non-private steps run their forward pass under bfloat16 autocast
+    precision: str = "fp32"
+    #: non-private steps use NHWC (channels-last) activations and conv weights
+    channels_last: bool = False
 
 
 @dataclass

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from privfed.errors import PrivfedError
+from privfed.dp import DPConfig
 from privfed.federated import engine as engine_module
 from privfed.federated import run_training
 from privfed.federated.client import client_round, train_local
@@ -19,7 +20,8 @@ from .conftest import make_tiny_split, tiny_config
 
 
 def test_one_client_one_round_fedavg_equals_plain_training(dataset, tmp_path):
-    config = tiny_config(num_clients=1, rounds=1, momentum=0.9)
+    # bitwise, so in the plain loop's memory layout (channels-last trains the same up to rounding: tested below)
+    config = tiny_config(num_clients=1, rounds=1, momentum=0.9, channels_last=False)
     split = make_tiny_split(dataset, 1, sizes=[20])
     run_training(config, tmp_path / "run", progress=False, dataset=dataset, split=split)
     fed = load_tensors(tmp_path / "run" / "models" / "global.safetensors")
@@ -124,3 +126,51 @@ def test_mobilenet_trained_with_adam_ranks_the_test_set_in_evaluation_mode():
     scores = predict_scores(model, test_images, torch.device("cpu"))[:, 1]
     assert scores.std() > 0.05  # without recalibration: 6e-8
     assert roc_auc(scores, test_labels) > 0.75  # without: 0.500; with: 0.88
+
+
+def _speed_run(precision: str, channels_last: bool, arch: str = "simple"):
+    from privfed.data.sources import open_dataset
+
+    data = open_dataset(None, 32)
+    ids = list(data.ids)
+    images, labels = data.load(ids[:24] + ids[-24:])  # both classes
+    with seeded(0, "speed-test"):
+        model = build_model(arch, image_size=32, shared_width=16)
+    start = {name: t.clone() for name, t in model.state_dict().items()}
+    settings = LocalSettings(epochs=1, batch_size=16, lr=1e-3, optimizer="adam", precision=precision,
+                             channels_last=channels_last)
+    stats = train_local(model, torch.as_tensor(images), torch.as_tensor(labels), settings, torch.Generator().manual_seed(0))
+    return model, start, stats
+
+
+def test_channels_last_changes_the_layout_not_the_training():
+    plain, start, _ = _speed_run("fp32", False)
+    nhwc, _, _ = _speed_run("fp32", True)
+    for name, tensor in nhwc.state_dict().items():
+        assert tensor.is_contiguous(), name  # what is saved and sent is in the default layout again
+        assert torch.allclose(tensor, plain.state_dict()[name], atol=1e-5, rtol=1e-4), name
+    assert not torch.allclose(plain.state_dict()["fc.weight"], start["fc.weight"])  # and it did train
+
+
+def test_bf16_autocast_trains_close_to_fp32_and_keeps_fp32_weights():
+    plain, start, plain_stats = _speed_run("fp32", False)
+    half, _, half_stats = _speed_run("bf16", False)
+    assert all(t.dtype == torch.float32 for t in half.state_dict().values() if t.is_floating_point())
+    # bf16 keeps 8 bits of mantissa: the step moves the weights almost exactly as fp32 does
+    moved = plain.state_dict()["fc.weight"] - start["fc.weight"]
+    moved_half = half.state_dict()["fc.weight"] - start["fc.weight"]
+    cosine = F.cosine_similarity(moved.flatten(), moved_half.flatten(), dim=0)
+    assert cosine > 0.95 and half_stats.train_loss == pytest.approx(plain_stats.train_loss, rel=0.05)
+
+
+def test_speed_settings_are_refused_with_dp_sgd():
+    with pytest.raises(PrivfedError, match="--precision bf16 / --channels-last with --dp-level sample"):
+        tiny_config(precision="bf16", dp=DPConfig(level="sample", noise_multiplier=1.0)).resolved()
+    with pytest.raises(PrivfedError, match=r"--precision: unknown precision 'bf61' \(did you mean 'bf16'\?\)"):
+        tiny_config(precision="bf61").resolved()
+    with pytest.raises(PrivfedError, match="--channels-last with --dp-level sample"):
+        tiny_config(channels_last=True, dp=DPConfig(level="sample", noise_multiplier=1.0)).resolved()
+    # left unset: channels-last where it is allowed (measured faster, same training), the default layout under DP-SGD
+    assert tiny_config().resolved().channels_last is True
+    assert tiny_config(dp=DPConfig(level="sample", noise_multiplier=1.0)).resolved().channels_last is False
+    tiny_config(precision="bf16", channels_last=True, dp=DPConfig(level="client", noise_multiplier=1.0)).resolved()
