@@ -20,9 +20,16 @@ does it for convolutions. Here:
    and every conv weight gradient, weighted per layer (the last conv layer 1, each layer below
    it ``layer_decay`` times less: the lower layers' switches are the most fragile);
 4. the subspace holds no texture the server's images lack, yet ``h`` (after two max-pools)
-   mostly encodes fine texture: a last pixel-space pass matches ``h`` from the subspace
-   solution, anchored to it (``refine_share`` of the budget). Measured on 10 real slices at
-   64x64: -0.4 dB PSNR, identification top-1 0.7 -> 0.9.
+   mostly encodes fine texture: a last pixel-space pass starts from the subspace solution
+   (``refine_share`` of the budget). For an observed round it matches ``h``, anchored to
+   the subspace solution (measured on 10 real slices at 64x64: -0.4 dB PSNR,
+   identification top-1 0.7 -> 0.9). For one gradient step it matches ``h`` and every conv
+   weight gradient with a total-variation prior instead of the anchor (Rudin, Osher &
+   Fatemi 1992; Geiping et al. 2020 use it for the same reason): pixel space has directions
+   the gradients barely see, and TV keeps them from filling with noise. Kept only if it
+   lowers the gradient mismatch. Measured at 64x64 (bench/inversion.py, 20 real slices):
+   +3.0 -> +3.7 dB over the null, identification 0.95 -> 1.0; on 10 slices the gradient
+   terms without TV lost 2 dB, TV alone (no gradients) gained 0.5 dB.
 
 The gradient terms are only used where the update *is* a gradient (one plain SGD step: the
 worst-case replay); an observed round of several Adam steps is matched on ``h`` alone (the
@@ -48,6 +55,12 @@ def output_gradients(model, features: torch.Tensor, labels: torch.Tensor) -> tor
         logits = model.forward_from_shared_input(model.act(model.fc(h)))
         (gradient,) = torch.autograd.grad(F.cross_entropy(logits, labels), [h])
     return gradient.detach()
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of neighbouring pixels (anisotropic TV)."""
+    return ((images[..., 1:, :] - images[..., :-1, :]).abs().mean()
+            + (images[..., :, 1:] - images[..., :, :-1]).abs().mean())
 
 
 def is_one_gradient_step(observation: Observation) -> bool:
@@ -100,6 +113,9 @@ class Layerwise(InversionAttack):
     refine_share = 0.33
     refine_lr = 0.01
     refine_anchor = 0.1
+    #: the one-step pixel pass: Adam step size and total-variation weight (bench/inversion.py, 64x64)
+    gradient_refine_lr = 0.002
+    refine_tv = 0.5
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         model = observation.model
@@ -129,7 +145,11 @@ class Layerwise(InversionAttack):
             ran += more
             stats["gradient_layers"] = conv_weight_names(observation)
         images = candidate().detach()
-        if refine:
+        if refine and first < searched:
+            images = self._refine_gradients(images, gradient_loss, refine, observation.prior.greyscale)
+            ran += refine
+            stats["refine"] = "gradients+tv"
+        elif refine:
             images = self._refine(images, feature_loss, refine, observation.prior.greyscale)
             ran += refine
         with torch.no_grad():
@@ -150,6 +170,25 @@ class Layerwise(InversionAttack):
             optimizer.step()
         images = pixels.detach().clamp(0, 1)
         return images.expand(-1, 3, -1, -1).clone() if grey else images
+
+    def _refine_gradients(self, start: torch.Tensor, gradient_loss, iterations: int, grey: bool) -> torch.Tensor:
+        """Pixel-space Adam on every layer's gradient match plus total variation; kept if the match improves."""
+        pixels = (start[:, :1] if grey else start).clone().requires_grad_(True)
+
+        def images_of(p: torch.Tensor) -> torch.Tensor:
+            images = p.clamp(0, 1)
+            return images.expand(-1, 3, -1, -1) if grey else images
+
+        with torch.enable_grad():
+            before = float(gradient_loss(images_of(pixels)).detach())
+            optimizer = torch.optim.Adam([pixels], lr=self.gradient_refine_lr)
+            for _ in range(iterations):
+                optimizer.zero_grad(set_to_none=True)
+                loss = gradient_loss(images_of(pixels)) + self.refine_tv * total_variation(pixels)
+                loss.backward()
+                optimizer.step()
+            after = float(gradient_loss(images_of(pixels)).detach())
+        return images_of(pixels.detach()).clone() if after < before else start
 
     def _gradient_objective(self, observation: Observation, features, labels):
         """h matched, plus each conv weight gradient (relative squared error, per-layer weights)."""
