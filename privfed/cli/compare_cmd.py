@@ -61,7 +61,7 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
         inversion_methods={"full-model": ["layerwise", "shared-subspace"], "shared-layer": ["shared-subspace", "shared-analytic"]},
         inversion_trials=16, observed_images=4, reference_models=2, max_members=150,
         membership_methods=["loss", "lira-offline", "rmia-offline", "update-cosine"],
-        measured_seconds=236, measured_on="2 CPU cores (bench/study_time.py)",
+        measured_seconds=219, measured_on="2 CPU cores (bench/study_time.py)",
         data_note="the embedded brain-MRI subset at 64x64, 4 clients, 10 rounds of 2 local epochs",
         other_targets=False,
     ),
