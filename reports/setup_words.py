@@ -122,6 +122,8 @@ def training_parts(run: RunData) -> list[str]:
         parts.append(f"batch {_g(config.get('batch_size'))}")
     if config.get("class_weighting") not in (None, "none"):
         parts.append(f"{config['class_weighting']} class weights")
+    if config.get("precision") == "bf16":
+        parts.append("bf16 autocast")
     models = models_phrase(run)
     if models and run.algorithm != "centralized":
         parts.append(f"models {models}")

@@ -13,7 +13,6 @@ run directory, so ``privfed attack`` and ``privfed report`` read it unchanged.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -98,14 +97,8 @@ def simulate(run_config: Mapping[str, Any], resources: ClientResources = ClientR
             outcome["error"] = exc
             raise
 
-    previous = os.environ.get("RAY_DEDUP_LOGS")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    try:
-        run_simulation(server_app=server_app, client_app=client_app, num_supernodes=config.num_clients,
-                       backend_config=backend_config(resources, total_cpus, total_gpus))
-    finally:
-        if previous is None:
-            os.environ.pop("RAY_DEDUP_LOGS", None)
+    run_simulation(server_app=server_app, client_app=client_app, num_supernodes=config.num_clients,
+                   backend_config=backend_config(resources, total_cpus, total_gpus))
     if "error" in outcome:
         error = outcome["error"]
         if isinstance(error, PrivfedError):
