@@ -180,11 +180,12 @@ def compare(
 
     speed = {key: value for key, value in (("precision", precision), ("channels_last", channels_last))
              if value is not None}  # non-private runs only: DP-SGD steps refuse them
-    attacked: list[tuple[str, dict]] = [("fedavg", {**study.full_model, **speed}), ("partial", {**study.partial, **speed})]
+    arms = [("fedavg", dict(study.full_model)), ("partial", dict(study.partial))]
+    attacked: list[tuple[str, dict]] = [(name, {**options, **speed}) for name, options in arms]
     if dp:
-        attacked += [(f"{name}-dp-eps{eps:g}", {**{k: v for k, v in options.items() if k not in speed}, "dp": {"level": "sample", "target_epsilon": eps,
+        attacked += [(f"{name}-dp-eps{eps:g}", {**options, "dp": {"level": "sample", "target_epsilon": eps,
                                                                    "max_grad_norm": max_grad_norm}})
-                     for eps in epsilons for name, options in attacked[:2]]
+                     for eps in epsilons for name, options in arms]
     baselines = [] if no_baselines else [(name, {**study.baselines, **speed, "algorithm": name})
                                          for name in ("local", "centralized")]
     console.print(f"[bold]privfed compare[/] ({preset}): {_banner(study, data, overrides)}")

@@ -12,7 +12,6 @@ run directory, so ``privfed attack`` and ``privfed report`` read it unchanged.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -67,7 +66,7 @@ def simulate(run_config: Mapping[str, Any], resources: ClientResources = ClientR
              total_cpus: int | None = None, total_gpus: int | None = None) -> dict:
     """Run ``run_config`` (a ``privfed flower run`` run config) with one virtual SuperNode per client.
 
-    Returns the run's summary.json; raises PrivfedError when the run did not finish.
+    Returns the run's summary (as written to summary.json); raises PrivfedError when the run did not finish.
     """
     from privfed.flower import require_flower
     from privfed.flower.options import config_from_run_config
@@ -104,7 +103,6 @@ def simulate(run_config: Mapping[str, Any], resources: ClientResources = ClientR
         if isinstance(error, PrivfedError):
             raise error
         raise PrivfedError(f"the simulated run stopped: {type(error).__name__}: {error}") from error
-    summary_file = options.out_dir / "summary.json"
-    if not summary_file.exists():
-        raise PrivfedError(f"the simulated run wrote no {summary_file}; see Flower's log above")
-    return json.loads(summary_file.read_text())
+    if "summary" not in outcome:
+        raise PrivfedError(f"the simulated run did not finish; {options.out_dir} holds the rounds written; see Flower's log above")
+    return outcome["summary"]
