@@ -124,6 +124,9 @@ def training_parts(run: RunData) -> list[str]:
         parts.append(f"{config['class_weighting']} class weights")
     if config.get("precision") == "bf16":
         parts.append("bf16 autocast")
+    every = as_float(config.get("eval_every"))
+    if every is not None and every > 1:
+        parts.append(f"tested every {_g(every)} rounds and in the last")
     models = models_phrase(run)
     if models and run.algorithm != "centralized":
         parts.append(f"models {models}")

@@ -151,6 +151,7 @@ def compare(
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
     precision: Optional[str] = speed_options.precision_option(),
     channels_last: Optional[bool] = speed_options.channels_last_option(),
+    eval_every: Optional[int] = speed_options.eval_every_option(),
     out: Optional[Path] = typer.Option(None, "--out", help="Study folder (default runs/compare-<date>); runs and report.html go inside."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
@@ -176,7 +177,7 @@ def compare(
                                           test_fraction=test_fraction, dirichlet_alpha=dirichlet_alpha)
     overrides = {key: value for key, value in (("rounds", rounds), ("image_size", image_size), ("plan", split_plan))
                  if value is not None}
-    common = {"data": data, **overrides, "seed": seed, "device": device}
+    common = {"data": data, **overrides, "seed": seed, "device": device, "eval_every": eval_every}
 
     speed = {key: value for key, value in (("precision", precision), ("channels_last", channels_last))
              if value is not None}  # non-private runs only: DP-SGD steps refuse them

@@ -85,6 +85,7 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
         precision: Optional[str] = speed_options.precision_option(),
         channels_last: Optional[bool] = speed_options.channels_last_option(),
+        eval_every: Optional[int] = speed_options.eval_every_option(),
         dp_flag: bool = typer.Option(False, "--dp", help="Turn on DP-SGD on each client (same as --dp-level sample)."),
         dp: Optional[str] = typer.Option(None, "--dp-level", help=dp_help),
         noise_multiplier: Optional[float] = typer.Option(None, help="DP noise multiplier (or give --target-epsilon)."),
@@ -113,6 +114,7 @@ def register(app: typer.Typer) -> None:
                                              clients_fraction=clients_fraction, server_fraction=server_fraction,
                                              test_fraction=test_fraction, dirichlet_alpha=dirichlet_alpha),
             "seed": seed, "observe": observe, "device": device, "precision": precision, "channels_last": channels_last,
+            "eval_every": eval_every,
         }
         if dp_flag and dp is None:
             dp = "sample"

@@ -97,6 +97,10 @@ class TrainConfig:
     observe: Any = "first,last"
     device: str = "auto"
     eval_batch_size: int = 256
+    #: test-set evaluation in every this many rounds, and always in the last: at the seed's size
+    #: on CPU, evaluating five models on the test set took as long as training them
+    #: (docs/results.md); the training itself is the same for any value
+    eval_every: int = 1
     #: forward pass of non-private training in bfloat16 (autocast; weights, optimiser and
     #: loss stay fp32): faster on GPUs and bf16-capable CPUs for ``simple`` (bench/precision.py)
     precision: str = "fp32"
@@ -115,6 +119,10 @@ class TrainConfig:
 
     def epochs_of(self, k: int) -> int:
         return _per_client(self.local_epochs, k)
+
+    def evaluates(self, server_round: int) -> bool:
+        """Whether round ``server_round`` (1-based) measures its models on the test set."""
+        return server_round % self.eval_every == 0 or server_round >= self.rounds
 
     def round_lr(self, server_round: int) -> float:
         """The local learning rate of ``server_round`` (1-based) under ``lr_schedule``.
@@ -167,7 +175,7 @@ class TrainConfig:
             dp_names = {f.name for f in fields(DPConfig)}
             for key in values["dp"]:
                 if key not in dp_names:
-                    raise PrivfedError(f"{source}: unknown key 'dp.{key}'{closest(str(key), dp_names)}; valid: {', '.join(sorted(dp_names))}")
+                    raise PrivfedError(f"{source}: unknown key {'dp.' + str(key)!r}{closest(str(key), dp_names)}; valid: {', '.join(sorted(dp_names))}")
             values["dp"] = DPConfig(**values["dp"])
         elif "dp" in values and not isinstance(values["dp"], DPConfig):
             raise PrivfedError(f"{source}: dp must be a table of {', '.join(f.name for f in fields(DPConfig))}, got {values['dp']!r}")
@@ -192,6 +200,7 @@ class TrainConfig:
         _positive_int("--batch-size", self.batch_size)
         _positive_int("--image-size", self.image_size)
         _positive_int("--eval-batch-size", self.eval_batch_size)
+        _positive_int("--eval-every", self.eval_every)
         if not isinstance(self.num_classes, int) or self.num_classes < 2:
             raise PrivfedError(f"num_classes must be an integer >= 2, got {self.num_classes!r}")
         if not _is_finite(self.lr) or self.lr <= 0:

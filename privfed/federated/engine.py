@@ -265,10 +265,10 @@ class _Engine:
             updates[k] = self._train_client(server_round, k, global_state)
         new_state = self.strategy.aggregate_train(server_round, global_state, list(updates.values()))
         _load(self.global_model, new_state)
-        rows = self._client_rows(updates, {k: down for k in sampled})
+        rows = self._client_rows(server_round, updates, {k: down for k in sampled})
         if observed:
             self._observe(server_round, updates, rows, global_state)
-        return {"clients": rows, **self._evaluate(self.global_model).fields("global_")}
+        return {"clients": rows, **self._tested(server_round, self.global_model, "global_")}
 
     def _partial_round(self, server_round: int, sampled: list[int], observed: bool) -> dict[str, Any]:
         strategy: PartialAggregation = self.strategy  # type: ignore[assignment]
@@ -293,10 +293,10 @@ class _Engine:
             returned = strategy.from_common(common_after, self.config.width_of(k))
             _load(model, returned)
             down[k] = payload_bytes(returned)
-        rows = self._client_rows(updates, down)
+        rows = self._client_rows(server_round, updates, down)
         if observed:
             self._observe(server_round, updates, rows, common_before, sent)
-        return {"clients": rows, **self._evaluate(self.server_model).fields("server_")}
+        return {"clients": rows, **self._tested(server_round, self.server_model, "server_")}
 
     def _local_round(self, server_round: int, sampled: list[int], observed: bool) -> dict[str, Any]:
         updates = {}
@@ -310,7 +310,7 @@ class _Engine:
                 on_batch=self._on_batch, where=f"client {k}, round {server_round}",
             )
             updates[k] = ClientUpdate(k, {}, stats.num_samples, stats.local_steps, stats.a_norm, stats.train_loss)
-        rows = self._client_rows(updates, {})
+        rows = self._client_rows(server_round, updates, {})
         return {"clients": rows, **{f"global_test_{name}": None for name in TEST_FIELDS}}
 
     def _central_round(self, server_round: int, sampled: list[int], observed: bool) -> dict[str, Any]:
@@ -320,24 +320,30 @@ class _Engine:
         train_local(self.global_model, union.images, union.labels, settings,
                     generator(self.config.seed, "data", server_round, "central"), self.device,
                     sample_privacy=self.central_privacy, on_batch=self._on_batch, where=f"centralized model, round {server_round}")
-        return {"clients": [], **self._evaluate(self.global_model).fields("global_")}
+        return {"clients": [], **self._tested(server_round, self.global_model, "global_")}
 
     # ---- metrics and observation -------------------------------------------------------
     def _evaluate(self, model: nn.Module) -> TestMetrics:
         return evaluate(model, self.test.images, self.test.labels, self.device, self.config.eval_batch_size)
 
+    def _tested(self, server_round: int, model: nn.Module, prefix: str = "") -> dict[str, float | None]:
+        """Test fields of ``model``, or nulls in a round ``--eval-every`` skips."""
+        if not self.config.evaluates(server_round):
+            return {f"{prefix}test_{name}": None for name in TEST_FIELDS}
+        return self._evaluate(model).fields(prefix)
+
     def _epsilon(self, k: int) -> float | None:
         privacy = (self.sample_privacy or self.client_privacy or [None] * (k + 1))[k]
         return float(privacy.epsilon()) if privacy is not None else None
 
-    def _client_rows(self, updates: dict[int, ClientUpdate], down: dict[int, int]) -> list[dict[str, Any]]:
+    def _client_rows(self, server_round: int, updates: dict[int, ClientUpdate], down: dict[int, int]) -> list[dict[str, Any]]:
         rows = []
         for k, model in enumerate(self.client_models):
             update = updates.get(k)
             up = payload_bytes(update.tensors) if update is not None else 0
             self.bytes_up[k] += up
             self.bytes_down[k] += down.get(k, 0)
-            tested = self._evaluate(model).fields()
+            tested = self._tested(server_round, model)
             rows.append({
                 "id": k, "arch": self.config.arch_of(k), "sampled": update is not None,
                 "train_loss": _finite(update.train_loss) if update is not None else None,

@@ -89,7 +89,7 @@ def train(msg: Message, context: Context) -> Message:
     }
     if config.dp.level == "none":
         metrics["train-loss"] = update.train_loss
-        if strategy.kind == "full-model":
+        if strategy.kind == "full-model" and config.evaluates(server_round):
             metrics.update(_test_metrics(model, data, config, device))
     content = RecordDict({wire.ARRAYS: wire.to_arrays(update.tensors), wire.METRICS: wire.metric_record(metrics)})
     return Message(content, reply_to=msg)
@@ -98,7 +98,7 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def receive_and_evaluate(msg: Message, context: Context) -> Message:
     """Partial aggregation's send-back: keep F_k^-1(aggregate) in ``shared``, report test metrics."""
-    config, k, _, _ = wire.read_config_record(msg.content[wire.CONFIG])
+    config, k, server_round, _ = wire.read_config_record(msg.content[wire.CONFIG])
     node = NodeOptions.from_node_config(context.node_config)
     device = resolve_device(node.device)
     model = _client_model(context, config, k, device)
@@ -111,7 +111,7 @@ def receive_and_evaluate(msg: Message, context: Context) -> Message:
         _save_model(context, model)
     data = load_local_data(node, config)
     metrics = {"num-examples": len(data)}
-    if config.dp.level == "none":  # private test metrics stay on the node under DP (see train)
+    if config.dp.level == "none" and config.evaluates(server_round):  # under DP they stay on the node (see train)
         metrics.update(_test_metrics(model, data, config, device))
     return Message(RecordDict({wire.METRICS: wire.metric_record(metrics)}), reply_to=msg)
 

@@ -34,7 +34,7 @@ from flwr.supercore import log
 from privfed.errors import PrivfedError
 from privfed.federated.client import train_local
 from privfed.federated.config import TrainConfig
-from privfed.federated.evaluation import evaluate
+from privfed.federated.evaluation import TEST_FIELDS, evaluate
 from privfed.federated.partial import PartialAggregation
 from privfed.federated.seeding import generator, seeded, sample_clients
 from privfed.federated.strategy import ALGORITHMS, ClientUpdate, FedAvg, LocalSettings
@@ -252,7 +252,10 @@ class PrivfedStrategy(Strategy):
             model, prefix = self._build(c.arch_of(0), c.width_of(0)), "global"
             model.load_state_dict(self.global_state)
         images, labels = self.test_data
-        evaluation = evaluate(model.to(self.device), images, labels, self.device, c.eval_batch_size).fields(f"{prefix}_")
+        if c.evaluates(server_round):
+            evaluation = evaluate(model.to(self.device), images, labels, self.device, c.eval_batch_size).fields(f"{prefix}_")
+        else:  # --eval-every skips this round
+            evaluation = {f"{prefix}_test_{name}": None for name in TEST_FIELDS}
         accuracy = evaluation[f"{prefix}_test_accuracy"]
         rows = self.recorder.client_rows(server_round, self._updates, self._metrics, self._down)
         if server_round in c.observe:

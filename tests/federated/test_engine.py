@@ -81,3 +81,31 @@ def test_full_model_run_directory_fields(dataset, tmp_path):
         assert key in summary
     assert summary["bytes_per_round"] == (summary["bytes_up_total"] + summary["bytes_down_total"]) / 3
     assert 0.0 <= summary["global_test_auc"] <= 1.0
+
+
+@pytest.mark.parametrize("algorithm", ["fedavg", "partial", "local", "centralized"])
+def test_eval_every_skips_test_figures_but_trains_the_same(dataset, tmp_path, algorithm):
+    split = make_tiny_split(dataset, 2)
+    every = run_training(tiny_config(algorithm=algorithm, rounds=3), tmp_path / "a", progress=False, dataset=dataset, split=split)
+    sparse = run_training(tiny_config(algorithm=algorithm, rounds=3, eval_every=2), tmp_path / "b", progress=False,
+                          dataset=dataset, split=split)
+    assert strip_times(sparse) == strip_times(every)  # the last round is always tested, training unchanged
+    rows_a, rows_b = rows_without_seconds(tmp_path / "a"), rows_without_seconds(tmp_path / "b")
+    tested = [k for k in rows_a[0] if "test_" in k and rows_a[0][k] is not None]
+    assert tested or algorithm == "local"
+    for server_round, (a, b) in enumerate(zip(rows_a, rows_b), start=1):
+        expect_tested = server_round in (2, 3)
+        for key in tested:
+            assert (b[key] is not None) == expect_tested and (not expect_tested or b[key] == a[key])
+        for ca, cb in zip(a["clients"], b["clients"]):
+            assert cb["train_loss"] == ca["train_loss"]
+            assert (cb["test_accuracy"] is not None) == expect_tested
+            if expect_tested:
+                assert cb["test_accuracy"] == ca["test_accuracy"]
+    assert read_json(tmp_path / "b" / "config.json")["eval_every"] == 2
+
+
+def test_eval_every_must_be_a_positive_integer():
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(PrivfedError, match="--eval-every"):
+            tiny_config(eval_every=bad).validate()

@@ -120,3 +120,17 @@ def test_sample_level_dp_accountant_persists_across_rounds(tiny_run_config, tmp_
     eps = [[c["epsilon"] for c in r["clients"]] for r in flower]
     assert 0 < eps[0][0] < eps[1][0]
     assert eps == [[c["epsilon"] for c in r["clients"]] for r in engine]
+
+
+@pytest.mark.parametrize("algorithm", ["fedavg", "partial"])
+def test_eval_every_leaves_the_same_rounds_untested_as_the_engine(tiny_run_config, tmp_path, algorithm):
+    torch.set_num_threads(1)
+    _, flower, engine = _flower_and_engine(tiny_run_config, tmp_path, algorithm, **{"rounds": 3, "eval-every": 2})
+    prefix = "server" if algorithm == "partial" else "global"
+    assert [r[f"{prefix}_test_auc"] is None for r in flower] == [True, False, False]
+    for a, b in zip(flower, engine):
+        assert a[f"{prefix}_test_auc"] == pytest.approx(b[f"{prefix}_test_auc"], abs=1e-6)
+    if algorithm == "fedavg":  # partial's clients report test figures only after the last send-back
+        assert [[c["test_auc"] is None for c in r["clients"]] for r in flower] == [[True, True], [False, False], [False, False]]
+        for a, b in zip(flower, engine):
+            assert [c["test_auc"] for c in a["clients"]] == pytest.approx([c["test_auc"] for c in b["clients"]], abs=1e-6)

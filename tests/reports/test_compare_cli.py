@@ -77,9 +77,12 @@ def compare(*args: str) -> subprocess.CompletedProcess:
 def test_compare_trains_attacks_both_schemes_and_prints_the_report_path_last(tmp_path):
     out = tmp_path / "study"
     done = compare("--rounds", "1", "--iterations", "2", "--reference-models", "2", "--max-members", "12",
-                   "--out", str(out), "--quiet")
+                   "--eval-every", "2", "--out", str(out), "--quiet")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == str(out / "report.html")
+    for arm in ("fedavg", "partial", "local", "centralized"):  # every arm, baselines too, and the printed command
+        config = json.loads((out / arm / "config.json").read_text())
+        assert config["eval_every"] == 2 and "--eval-every 2" in config["command"], arm
     # the quick study attacks what each server really receives: the whole model, the shared layer
     for arm, targets in (("fedavg", ("full-model",)), ("partial", ("shared-layer",))):
         assert json.loads((out / arm / "config.json").read_text())["algorithm"] == arm

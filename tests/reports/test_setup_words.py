@@ -17,3 +17,8 @@ def test_training_phrase_names_the_schedule_and_bf16_only_when_used():
     assert "3 rounds of 1 local epoch" in phrase and "Adam (learning rate 0.001, cosine schedule)" in phrase
     assert "batch 32" in phrase and "balanced class weights" in phrase and "bf16" not in phrase
     assert "bf16 autocast" in training_phrase(_run(precision="bf16"))
+
+
+def test_training_phrase_says_when_the_test_set_was_measured_less_often():
+    assert "tested every" not in training_phrase(_run(eval_every=1))
+    assert "tested every 3 rounds and in the last" in training_phrase(_run(eval_every=3))
