@@ -10,6 +10,7 @@ inside each client's convolutions; the simulation wins where cores or GPUs outnu
 what one client can use.
 
     .venv/bin/python bench/parallel_clients.py [--clients 4] [--rounds 3] [--image-size 64] [--client-cpus 1] [--data embedded]
+        [--archs simple,mobilenet_v3_large,mobilenet_v3_small,densenet121 --algorithm partial] [--sequential-only]
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--client-size", type=int, default=200)
     parser.add_argument("--algorithm", default="fedavg")
+    parser.add_argument("--archs", default="simple",
+                        help="one architecture, or one per client: simple,mobilenet_v3_large,mobilenet_v3_small,densenet121 "
+                             "with --algorithm partial is the seed's mixed federation")
+    parser.add_argument("--sequential-only", action="store_true", help="only the in-process engine's seconds per round")
     parser.add_argument("--local-epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--data", default="embedded", help="embedded, or e.g. ../shared/data/brain-mri")
@@ -56,7 +61,7 @@ def main() -> None:
     plan = json.dumps({"kind": "sizes", "client_size": args.client_size, "server_size": args.client_size,
                        "test_size": args.client_size})
     run_config = {"algorithm": args.algorithm, "num-clients": args.clients, "rounds": args.rounds,
-                  "image-size": args.image_size, "archs": "simple", "plan": plan, "observe": "none",
+                  "image-size": args.image_size, "archs": args.archs, "plan": plan, "observe": "none",
                   "data": args.data, "device": args.device, "local-epochs": str(args.local_epochs),
                   "batch-size": args.batch_size}
 
@@ -65,6 +70,12 @@ def main() -> None:
     started = time.perf_counter()
     run_training(config, root / "sequential", progress=False)
     wall = {"sequential": time.perf_counter() - started}
+    if args.sequential_only:
+        rows = [json.loads(line) for line in (root / "sequential" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        print(f"{args.clients} clients ({args.archs}, {args.algorithm}), {args.image_size}x{args.image_size}, "
+              f"{args.client_size} images each, {cores} cores: seconds per round "
+              + ", ".join(f"{r['seconds']:.1f}" for r in rows) + f" (steady {per_round(root / 'sequential'):.1f})")
+        return
 
     resources = ClientResources(args.client_cpus, args.client_gpus)
     gpus = torch.cuda.device_count()
