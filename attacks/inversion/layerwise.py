@@ -31,6 +31,12 @@ does it for convolutions. Here:
    +3.0 -> +3.7 dB over the null, identification 0.95 -> 1.0; on 10 slices the gradient
    terms without TV lost 2 dB, TV alone (no gradients) gained 0.5 dB.
 
+Why not R-GAP's next analytic step (conv3's input from its weight gradient with the last
+max-pool's switches frozen): bench/conv3_switches.py measures it at 64x64. With the true
+switches it would cut the error of conv3's input from 0.19 to 0.04; with the switches of
+the reconstruction (47% right) the solve is 3.4x worse than the reconstruction, so it is
+not used.
+
 The gradient terms are only used where the update *is* a gradient (one plain SGD step: the
 worst-case replay); an observed round of several Adam steps is matched on ``h`` alone (the
 fc ratio is then a weighted mix of the features seen during the round).
