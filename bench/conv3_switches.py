@@ -59,12 +59,12 @@ def pool_switches(a3: torch.Tensor) -> torch.Tensor:
     return index[0].flatten(1)
 
 
-def frozen_switch_system(conv3, switches, output_gradient, h, shape):
+def frozen_switch_system(conv3, switches, output_gradient, h, shape, gradient_norm):
     """f(r2) = [conv3's weight gradient / its norm, conv3's output at the switches / |h|], linear in r2."""
     weight, bias = conv3.weight.detach().double().flatten(1), conv3.bias.detach().double()
     active = h > 0
 
-    def system(r2_flat: torch.Tensor, gradient_norm: torch.Tensor) -> torch.Tensor:
+    def system(r2_flat: torch.Tensor) -> torch.Tensor:
         patches = F.unfold(r2_flat.view(shape)[None], 3)[0]                    # (C_in*9, positions)
         routed = torch.zeros(weight.shape[0], patches.shape[1], dtype=patches.dtype)
         routed.scatter_(1, switches, output_gradient * active)                  # dL/da3, zero off the switches
@@ -134,8 +134,9 @@ def main() -> int:
         true_switches, candidate_switches = pool_switches(a3[0]), pool_switches(a3_candidate[0])
         results = {}
         for name, switches in (("true", true_switches), ("candidate", candidate_switches)):
-            system = frozen_switch_system(backbone.conv3, switches, output_gradient, h_map, r2[0].shape)
-            solution, rank = solve(lambda x, s=system: s(x, weight_gradient.norm()), target, start)
+            system = frozen_switch_system(backbone.conv3, switches, output_gradient, h_map, r2[0].shape,
+                                          weight_gradient.norm())
+            solution, rank = solve(system, target, start)
             results[name] = (error(solution), rank)
         right = float((candidate_switches == true_switches)[h_map > 0].double().mean())
         row = (results["true"][1], error(start), results["true"][0], results["candidate"][0], right)
