@@ -50,6 +50,9 @@ class StudyPreset:
     dp_epsilons: tuple[float, ...] = (1.0, 3.0, 8.0)
     #: also attack targets the server does not receive as such (FedAvg restricted to ``shared``)
     other_targets: bool = True
+    #: options of one baseline beside ``baselines`` (seed-hetero's local baseline trains each
+    #: client's own architecture: the reference partial aggregation must beat)
+    baseline_overrides: dict[str, dict] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
 
@@ -84,6 +87,7 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
         inversion_trials=8, observed_images=4, reference_models=4, max_members=500,
         membership_methods=None, measured_seconds=None, measured_on="2 CPU cores",
         data_note="partial with simple, MobileNetV3 large/small and DenseNet121 against same-arch FedAvg at 224x224",
+        baseline_overrides={"local": {"preset": "seed-hetero"}},
     ),
 }
 
@@ -112,6 +116,22 @@ def train_command(options: dict, out: Path) -> str:
             text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
             flags += [_FLAG_NAMES.get(key, "--" + key.replace("_", "-")), text]
     return shlex.join(flags + ["--out", str(out)])
+
+
+def study_arms(study: StudyPreset, speed: dict, dp_epsilons: list[float], max_grad_norm: float,
+               baselines: bool = True) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
+    """(attacked arms, baseline arms) as (folder name, ``privfed train`` options) before the common options.
+
+    Speed settings go to the non-private runs only (DP-SGD steps refuse them).
+    """
+    arms = [("fedavg", dict(study.full_model)), ("partial", dict(study.partial))]
+    attacked: list[tuple[str, dict]] = [(name, {**options, **speed}) for name, options in arms]
+    attacked += [(f"{name}-dp-eps{eps:g}", {**options, "dp": {"level": "sample", "target_epsilon": eps,
+                                                               "max_grad_norm": max_grad_norm}})
+                 for eps in dp_epsilons for name, options in arms]
+    plain = [(name, {**study.baselines, **study.baseline_overrides.get(name, {}), **speed, "algorithm": name})
+             for name in ("local", "centralized")] if baselines else []
+    return attacked, plain
 
 
 def _banner(study: StudyPreset, data: Optional[str], overrides: dict) -> str:
@@ -181,14 +201,7 @@ def compare(
 
     speed = {key: value for key, value in (("precision", precision), ("channels_last", channels_last))
              if value is not None}  # non-private runs only: DP-SGD steps refuse them
-    arms = [("fedavg", dict(study.full_model)), ("partial", dict(study.partial))]
-    attacked: list[tuple[str, dict]] = [(name, {**options, **speed}) for name, options in arms]
-    if dp:
-        attacked += [(f"{name}-dp-eps{eps:g}", {**options, "dp": {"level": "sample", "target_epsilon": eps,
-                                                                   "max_grad_norm": max_grad_norm}})
-                     for eps in epsilons for name, options in arms]
-    baselines = [] if no_baselines else [(name, {**study.baselines, **speed, "algorithm": name})
-                                         for name in ("local", "centralized")]
+    attacked, baselines = study_arms(study, speed, epsilons if dp else [], max_grad_norm, baselines=not no_baselines)
     console.print(f"[bold]privfed compare[/] ({preset}): {_banner(study, data, overrides)}")
     console.print(f"study folder: {out_dir}", markup=False)
 

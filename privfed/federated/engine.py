@@ -154,10 +154,8 @@ class _Engine:
             with seeded(config.seed, "init", "global"):
                 self.global_model = self._build(config.arch_of(0), config.width_of(0))
             if self.kind != "centralized":
-                for _ in range(n):
-                    model = self._build(config.arch_of(0), config.width_of(0))
-                    model.load_state_dict(self.global_model.state_dict())
-                    self.client_models.append(model)
+                for k in range(n):
+                    self.client_models.append(self._client_start(k))
         self.sample_privacy: list[Any] = []
         self.client_privacy: list[Any] = []
         self.central_privacy = None
@@ -194,6 +192,21 @@ class _Engine:
             if self.kind in ("local", "centralized"):
                 raise PrivfedError(f"--dp client: --algorithm {c.algorithm} sends no updates to privatise; use --dp sample")
             self.client_privacy = [ClientLevelPrivacy(c.dp, c.num_clients, c.clients_per_round, c.rounds) for _ in range(c.num_clients)]
+
+    def _client_start(self, k: int) -> nn.Module:
+        """Client k's first model: the global one, or (local training in a mixed federation) its own.
+
+        Local training averages nothing, so a client whose architecture or width differs from
+        client 0's starts from its own seeded initialisation (as partial's clients do) rather
+        than silently training client 0's architecture.
+        """
+        config = self.config
+        if (config.arch_of(k), config.width_of(k)) != (config.arch_of(0), config.width_of(0)):
+            with seeded(config.seed, "init", "client", k):
+                return self._build(config.arch_of(k), config.width_of(k))
+        model = self._build(config.arch_of(0), config.width_of(0))
+        model.load_state_dict(self.global_model.state_dict())
+        return model
 
     def _union(self) -> Party:
         if not hasattr(self, "_union_party"):

@@ -109,3 +109,20 @@ def test_eval_every_must_be_a_positive_integer():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(PrivfedError, match="--eval-every"):
             tiny_config(eval_every=bad).validate()
+
+
+def test_local_baseline_of_a_mixed_federation_trains_each_clients_own_architecture(dataset, tmp_path):
+    """Local training in a mixed federation: client 1 trains its MobileNetV3, not a copy of client 0's model."""
+    from safetensors.torch import load_file
+
+    from privfed.models import build_model
+
+    split = make_tiny_split(dataset, 2)
+    summary = run_training(tiny_config(algorithm="local", rounds=1, archs=["simple", "mobilenet_v3_small"]),
+                           tmp_path / "l", progress=False, dataset=dataset, split=split)
+    assert [c["arch"] for c in summary["clients"]] == ["simple", "mobilenet_v3_small"]
+    for k, arch in enumerate(("simple", "mobilenet_v3_small")):
+        saved = load_file(str(tmp_path / "l" / "models" / f"client_{k}.safetensors"))
+        expected = build_model(arch, 2, 32, 16).state_dict()
+        assert set(saved) == set(expected)
+        assert all(saved[name].shape == expected[name].shape for name in expected)

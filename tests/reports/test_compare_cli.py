@@ -130,3 +130,20 @@ def test_compare_dp_trains_each_scheme_at_each_epsilon_and_draws_the_curve(tmp_p
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "Differential privacy: the trade-off as a curve over" in html
     assert html.count('alt="Accuracy, membership AUC and reconstruction gain against the epsilon spent') == 1
+
+
+def test_seed_hetero_local_baseline_trains_the_clients_own_architectures():
+    """Partial in a mixed federation must be judged against each client's own architecture trained alone."""
+    from privfed.cli.compare_cmd import STUDY_PRESETS, study_arms
+    from privfed.federated import build_config
+
+    mixed = ["simple", "mobilenet_v3_large", "mobilenet_v3_small", "densenet121"]
+    attacked, baselines = study_arms(STUDY_PRESETS["seed-hetero"], {"precision": "bf16"}, [3.0], 1.0)
+    configs = {name: build_config(options) for name, options in attacked + baselines}
+    assert configs["partial"].archs == mixed and configs["local"].archs == mixed
+    assert configs["local"].algorithm == "local" and configs["local"].precision == "bf16"
+    assert set(configs["centralized"].archs) == set(configs["fedavg"].archs) == {"simple"}
+    assert configs["partial-dp-eps3"].precision == "fp32"  # DP arms never take the speed settings
+    _, same_arch = study_arms(STUDY_PRESETS["seed-same-arch"], {}, [], 1.0)
+    assert {name: set(build_config(options).archs) for name, options in same_arch} == {"local": {"simple"},
+                                                                                       "centralized": {"simple"}}
