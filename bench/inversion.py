@@ -152,7 +152,7 @@ def _bench_case(size: int, batch: int, methods: list[str], args) -> None:
             pick = torch.randint(0, len(server_images), (batch,), generator=generator)
             parts.append(_score(rec_images.cpu(), images, ids, labels.tolist(), predicted.tolist(), server_images[pick],
                                 prior.mean_image, pool_ids, pool))
-        merged = _merge(parts)
+        merged = _merge(parts, pool_ids, pool)
         fields = leakage_fields(merged, len(pool_ids))
         ci = fields["gain_db_ci"] or [float("nan")] * 2
         summary = {}

@@ -182,6 +182,14 @@ class _Scored:
     paired: bool
     rec_index: list[int] = field(default_factory=list)  # reconstruction shown in each sample row
     null_index: list[int] = field(default_factory=list)  # server-image guess matched to each row (paired)
+    #: the true images, their ids, the true image of each row, and the reconstruction shown in each row
+    truth_images: torch.Tensor | None = None
+    truth_ids: list[str] = field(default_factory=list)
+    sources: list[int] = field(default_factory=list)
+    shown: torch.Tensor | None = None
+    #: the attack's reconstructions of *other* trials' images as guesses (see _other_trials_null)
+    null_other_psnr: list[float] = field(default_factory=list)
+    null_other_ranks: list[int] = field(default_factory=list)
 
 
 class _IdentificationPool:
@@ -229,7 +237,8 @@ def _score(rec: torch.Tensor, truth_images: torch.Tensor, truth_ids: list[str], 
     ranks = _ranks(rec[rec_index], [s.sample_id for s in scores], pool_ids, pool)
     rows = [{**s.row(), "psnr": min(s.psnr, PSNR_CAP), "identification_rank": rank} for s, rank in zip(scores, ranks)]
     return _Scored(rows, [min(s.psnr, PSNR_CAP) for s in scores], null_mean_psnr, null_sample_psnr, ranks,
-                   null_mean_ranks, null_sample_ranks, paired, rec_index, null_index if paired else [])
+                   null_mean_ranks, null_sample_ranks, paired, rec_index, null_index if paired else [],
+                   truth_images, list(truth_ids), matched, rec[rec_index])
 
 
 def _ranks(guesses: torch.Tensor, source_ids: list[str], pool_ids: list[str], pool: torch.Tensor) -> list[int]:
@@ -241,25 +250,55 @@ def _ranks(guesses: torch.Tensor, source_ids: list[str], pool_ids: list[str], po
     return [r if s in index else len(pool_ids) for r, s in zip(ident.ranks, source_ids)]
 
 
-def _merge(parts: list[_Scored]) -> _Scored:
+def _other_trials_null(parts: list[_Scored], pool_ids: list[str], pool: torch.Tensor) -> tuple[list[float], list[int]]:
+    """(PSNR, rank) per row when each trial's images are "reconstructed" by the next trial's reconstructions.
+
+    The attack's own output for an image it never saw knows nothing about this one, yet it
+    carries whatever the attack produces regardless of its input (a smooth average head, the
+    prior's texture). Scored like the attack, it is the null that such a generic output cannot
+    beat: only an image-specific reconstruction can. Needs two or more trials (replays of
+    different images) whose rows all matched; otherwise ``([], [])``.
+    """
+    if len(parts) < 2 or not all(p.paired and p.shown is not None for p in parts):
+        return [], []
+    psnrs, ranks = [], []
+    for t, part in enumerate(parts):
+        guesses = parts[(t + 1) % len(parts)].shown
+        values = psnr_matrix(guesses, part.truth_images)
+        rows, cols = linear_sum_assignment(values, maximize=True)
+        guess_of = dict(zip(cols.tolist(), rows.tolist()))
+        if any(j not in guess_of for j in part.sources):
+            return [], []
+        order = [guess_of[j] for j in part.sources]
+        psnrs += [min(float(values[guess_of[j], j]), PSNR_CAP) for j in part.sources]
+        ranks += _ranks(guesses[order], [part.truth_ids[j] for j in part.sources], pool_ids, pool)
+    return psnrs, ranks
+
+
+def _merge(parts: list[_Scored], pool_ids: list[str] | None = None, pool: torch.Tensor | None = None) -> _Scored:
     """One row's figures over all its trials (each trial's lists concatenated)."""
     out = _Scored([], [], [], [], [], [], [], all(p.paired for p in parts))
     for p in parts:
         for name in ("rows", "psnr", "null_mean_psnr", "null_sample_psnr", "ranks", "null_mean_ranks", "null_sample_ranks"):
             getattr(out, name).extend(getattr(p, name))
+    if pool_ids is not None:
+        out.null_other_psnr, out.null_other_ranks = _other_trials_null(parts, pool_ids, pool)
     return out
 
 
 def leakage_fields(scored: _Scored, pool_size: int, alpha: float = 0.05, seed: int = 0) -> dict:
     """The null, gain and identification figures of one row (field names of docs/run-directory.md).
 
-    The null attack is the stronger (by mean PSNR) of two know-nothing guesses: the server's
-    own images and their mean. Choosing it after scoring favours the null, which only makes
-    a leakage claim harder.
+    The null attack is the stronger (by mean PSNR) of the know-nothing guesses: the server's
+    own images, their mean, and (two or more trials) the attack's reconstructions of other
+    images (:func:`_other_trials_null`). Choosing it after scoring favours the null, which only
+    makes a leakage claim harder.
     """
     candidates = [("server-images", scored.null_sample_psnr, scored.null_sample_ranks)]
     if scored.null_mean_psnr:
         candidates.append(("server-mean-image", scored.null_mean_psnr, scored.null_mean_ranks))
+    if scored.null_other_psnr:
+        candidates.append(("attack-on-other-images", scored.null_other_psnr, scored.null_other_ranks))
     null_method, null_psnr, null_ranks = max(candidates, key=lambda c: float(np.mean(c[1])))
     gain, gain_ci = gain_interval(scored.psnr, null_psnr, scored.paired, alpha=alpha, seed=seed)
     found = Identification(scored.ranks, pool_size)
@@ -395,7 +434,7 @@ def attack_view(view, options: InversionOptions, progress: bool = True, command:
                     bar.advance(bars[method])
             for method in methods:
                 state = per_method[method]
-                merged = _merge(state["scored"])
+                merged = _merge(state["scored"], pool_ids, pool)
                 stem = f"r{r}-c{k}-{knowledge}-{method}-{source}"
                 rec_grid, orig_grid, null_grid = (g[:GRID_IMAGES] for g in state["grids"])
                 save_grid(out_dir / image_dir_name / f"{stem}.png", rec_grid)

@@ -128,3 +128,42 @@ def test_bad_options_name_the_option(fake_run):
         attack_view(fake_run, InversionOptions(target="shared-layer", methods=["dlg"]), progress=False)
     with pytest.raises(PrivfedError, match="--round 3"):
         attack_view(fake_run, InversionOptions(target="full-model", rounds=[3]), progress=False)
+
+
+def _replays(mri, guess):
+    """One scored replay per real MRI slice (batch 1), the attack's output being ``guess(slice)``."""
+    from attacks.inversion.runner import _score
+
+    images, labels = mri(4, size=32, seed=3)
+    server, _ = mri(8, size=32, seed=5)  # other slices stand in for the server's own images
+    pool_ids = [f"pool{i}" for i in range(4)] + [f"img{i}" for i in range(4)]
+    pool = torch.cat([server[:4], images])
+    parts = [_score(guess(images[i : i + 1]), images[i : i + 1], [f"img{i}"], [int(labels[i])], [int(labels[i])],
+                    server[i : i + 1], server.mean(0), pool_ids, pool) for i in range(4)]
+    return parts, pool_ids, pool
+
+
+def test_an_output_that_ignores_its_input_gains_nothing_over_the_attack_on_other_images(mri):
+    """A smooth average head, the same whatever the image, must not read as a leak (it beats the mean image)."""
+    from attacks.inversion.runner import _merge, leakage_fields
+
+    images, _ = mri(4, size=32, seed=3)
+    generic = torch.nn.functional.avg_pool2d(images.mean(0, keepdim=True), 3, 1, 1)  # knows all 4, favours none
+    parts, pool_ids, pool = _replays(mri, lambda image: generic)
+    fields = leakage_fields(_merge(parts, pool_ids, pool), len(pool_ids))
+    assert fields["null_method"] == "attack-on-other-images"
+    assert fields["gain_db"] == pytest.approx(0.0, abs=1e-9)
+    # without that null the same output would be scored against the server's mean image and look like a gain
+    assert leakage_fields(_merge(parts), len(pool_ids))["gain_db"] > 0.5
+
+
+def test_an_exact_reconstruction_still_gains_over_the_attack_on_other_images(mri):
+    from attacks.inversion.runner import _merge, _other_trials_null, leakage_fields
+
+    parts, pool_ids, pool = _replays(mri, lambda image: image.clone())
+    merged = _merge(parts, pool_ids, pool)
+    psnrs, ranks = _other_trials_null(parts, pool_ids, pool)
+    assert len(psnrs) == 4 and all(rank > 1 for rank in ranks)  # another slice never identifies this one
+    fields = leakage_fields(merged, len(pool_ids))
+    assert fields["gain_db"] > 20 and fields["identification_top1"] == 1.0
+    assert _other_trials_null(parts[:1], pool_ids, pool) == ([], [])  # one trial: nothing to borrow from
