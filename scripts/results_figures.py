@@ -38,6 +38,13 @@ def _positions(arm: Path, kind: str) -> list[tuple[str, dict]]:
     return found
 
 
+def _open(path: Path) -> Image.Image:
+    try:
+        return Image.open(path).convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise PrivfedError(f"{path}: not a readable PNG ({exc}); rerun the attack that wrote it") from None
+
+
 def _caption(record: dict) -> str:
     gain, ci = record.get("gain_db"), record.get("gain_db_ci") or [None, None]
     text = f"{record.get('method')} ({record.get('knowledge')})"
@@ -73,7 +80,12 @@ def worst_case_figure(study: Path, arms: list[str], every_client: bool = False) 
     """One row per panel: originals, the reconstructions, the null attack's guesses."""
     panels = []
     for arm, title, record in worst_case_panels(study, arms, every_client):
-        strips = [Image.open(study / arm / "attacks" / record["images"][key]).convert("RGB") for key, _ in ROWS]
+        images = record["images"]
+        missing = [key for key, _ in ROWS if key not in images]
+        if missing:
+            raise PrivfedError(f"{study / arm / 'attacks'}: a worst-case row names no {', '.join(missing)} image; "
+                               "rerun the attack with this privfed version")
+        strips = [_open(study / arm / "attacks" / images[key]) for key, _ in ROWS]
         panels.append((f"{title}: {_caption(record)}", strips))
     if not panels:
         raise PrivfedError(f"{study}: no worst-case inversion with images in {', '.join(arms)}; "
@@ -98,7 +110,7 @@ def roc_figure(study: Path, arms: list[str]) -> bytes:
         for target, _ in _positions(study / arm, "membership"):
             path = study / arm / "attacks" / f"membership-{target}" / "roc.png"
             if path.is_file():
-                strips.append((f"{arm}, {target}", Image.open(path).convert("RGB")))
+                strips.append((f"{arm}, {target}", _open(path)))
     if not strips:
         raise PrivfedError(f"{study}: no membership ROC (attacks/membership-*/roc.png) in {', '.join(arms)}")
     header = 24

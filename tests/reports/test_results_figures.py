@@ -62,3 +62,12 @@ def test_a_study_without_attacks_is_refused_naming_the_folder(figures, tmp_path,
     error = capsys.readouterr().err
     assert "fedavg" in error and "--arms" in error
     assert not list(tmp_path.glob("fig*"))
+
+
+def test_a_damaged_strip_is_named_in_one_error_line(figures, make_study, capsys, tmp_path):
+    runs = make_study()
+    strip = next((runs[0] / "attacks" / "inversion-full-model").glob("*-replay.png"))
+    strip.write_bytes(b"not a png")
+    assert figures.main([str(runs[0].parent), "--out", str(tmp_path / "fig")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and strip.name in error
