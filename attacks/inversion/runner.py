@@ -275,14 +275,16 @@ def _other_trials_null(parts: list[_Scored], pool_ids: list[str], pool: torch.Te
     return psnrs, ranks
 
 
-def _merge(parts: list[_Scored], pool_ids: list[str] | None = None, pool: torch.Tensor | None = None) -> _Scored:
-    """One row's figures over all its trials (each trial's lists concatenated)."""
+def _merge(parts: list[_Scored], pool_ids: list[str], pool: torch.Tensor) -> _Scored:
+    """One row's figures over all its trials (each trial's lists concatenated, the other-trials null added).
+
+    The pool is required so no caller can drop the attack-on-other-images null by omission.
+    """
     out = _Scored([], [], [], [], [], [], [], all(p.paired for p in parts))
     for p in parts:
         for name in ("rows", "psnr", "null_mean_psnr", "null_sample_psnr", "ranks", "null_mean_ranks", "null_sample_ranks"):
             getattr(out, name).extend(getattr(p, name))
-    if pool_ids is not None:
-        out.null_other_psnr, out.null_other_ranks = _other_trials_null(parts, pool_ids, pool)
+    out.null_other_psnr, out.null_other_ranks = _other_trials_null(parts, pool_ids, pool)
     return out
 
 
