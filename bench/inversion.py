@@ -22,7 +22,8 @@ recovered shared-input error and what the fc algebra pins down. ``--against brea
 also runs breaching 0.1.2's Inverting Gradients (``pip install breaching==0.1.2``, the
 ``bench`` extra; the package never imports it) on the identical model, update and images,
 given the true labels and ``--breaching-iterations`` steps, and prints it in the same table.
-The server's 256 images (fitting the priors) never overlap the attacked or pool images.
+The server's images (256 unless ``--server-images``; they fit the priors and the learned
+posterior) never overlap the attacked or pool images.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def main() -> int:
     parser.add_argument("--against", choices=["breaching"], default=None)
     parser.add_argument("--breaching-iterations", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--server-images", type=int, default=SERVER_IMAGES,
+                        help="server images the priors are fitted on (the runner uses up to 1,200)")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"skipped: {DATA} not found (the brain-MRI images are needed for this benchmark)")
@@ -111,7 +114,7 @@ def _bench_case(size: int, batch: int, methods: list[str], args) -> None:
 
     dataset = open_dataset(DATA, size)
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0)).tolist()
-    server_images, _ = dataset.load([dataset.ids[i] for i in order[:SERVER_IMAGES]])
+    server_images, _ = dataset.load([dataset.ids[i] for i in order[:args.server_images]])
     n = (args.images // batch) * batch
     attacked = [dataset.ids[i] for i in order[-n:]]
     others = [dataset.ids[i] for i in order[-2 * n : -n]]

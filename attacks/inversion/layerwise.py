@@ -51,6 +51,7 @@ from attacks.inversion.base import INVERSION_METHODS, InversionAttack, Observati
 from attacks.inversion.feature_inversion import invert_features
 from attacks.inversion.labels import batch_label_counts, labels_from_bias_pattern, recover_labels
 from attacks.inversion.linear import recover_linear_inputs
+from attacks.inversion.posterior import posterior_for
 from attacks.inversion.subspace import SubspaceImages, SubspaceSetup, search_subspace
 
 
@@ -108,8 +109,9 @@ class Layerwise(InversionAttack):
     default_iterations = 300
     in_default = True
     paper = ("Zhu & Blaschko 2021 (R-GAP) and R-CONV 2024: layer-wise inversion from weight and output gradients; "
+             "Dosovitskiy & Brox 2016 and Wu et al. 2023: the posterior mean image learned on the attacker's own data; "
              "Jeon et al. 2021 (GIAS): search a prior fitted on the server's data")
-    priors_used = ("box", "greyscale", "server-subspace", "server-mean-init")
+    priors_used = ("box", "greyscale", "server-subspace", "server-mean-init", "server-posterior")
     setup = SubspaceSetup()
     #: weight of each conv layer's gradient term relative to the one above it
     layer_decay = 0.1
@@ -139,12 +141,21 @@ class Layerwise(InversionAttack):
                                                 self.iterations, generator)
             return Reconstruction(images, labels, ran, stats={**stats, "loss": loss, "search": "pixels"})
 
-        candidate = SubspaceImages(observation.num_images, observation.prior, subspace, observation.device)
+        posterior = posterior_for(observation.prior, "fc", lambda x: torch.flatten(model.backbone(x), 1), observation.device)
+        if posterior is not None:  # search around the server's posterior-mean guess, along what it misses
+            low, high = observation.prior.value_range
+            centre = posterior.guess(features).clamp(low, high)
+            candidate = SubspaceImages(observation.num_images, observation.prior, posterior.residual_subspace(),
+                                       observation.device, centre=centre)
+            stats["posterior"] = posterior.describe()
+        else:
+            candidate = SubspaceImages(observation.num_images, observation.prior, subspace, observation.device)
         refine = int(self.iterations * self.refine_share)
         searched = self.iterations - refine
         first = int(self.iterations * self.feature_share) if is_one_gradient_step(observation) else searched
         loss, ran = search_subspace(candidate, feature_loss, first, self.setup)
-        stats.update(search="subspace", subspace_rank=subspace.rank)
+        stats.update(search="posterior-subspace" if posterior is not None else "subspace",
+                     subspace_rank=candidate.subspace.rank)
         if first < searched:
             gradient_loss = self._gradient_objective(observation, features, labels)
             loss, more = search_subspace(candidate, gradient_loss, searched - first, self.setup)

@@ -10,9 +10,16 @@ their signal and is robust to noise (DP).
 With several samples each row mixes them: ``dW_i = sum_n delta_ni x_n``. Rows where only one
 sample has a non-zero ``delta`` (ReLU after the layer makes this common) still give that
 sample exactly, and all such rows agree. :func:`recover_linear_inputs` disaggregates by
-clustering the per-row ratios by cosine similarity (as in the "trap weights"/"robbing the
-fed" analyses of Fowl et al. 2022, https://arxiv.org/abs/2110.13057) and keeps the ``n``
-largest clusters.
+clustering the per-row ratios (as in the "trap weights"/"robbing the fed" analyses of Fowl et
+al. 2022, https://arxiv.org/abs/2110.13057) and keeps the ``n`` largest clusters.
+
+Pure rows of one sample agree to the float precision of the update, while a mixed row is
+only close to them: ReLU features of two brain slices have cosine similarity near 0.99. So
+the clusters are first formed at a relative distance of 1e-4 (pure rows only), and the
+tolerance is widened (to 1e-3, 1e-2, then 0.1, which is the old cosine 0.995) only while
+fewer than ``n`` inputs are supported, as happens under DP noise or over several local
+steps. Measured at 64x64, batch 4 (`simple`, one step): the loose clustering returned fc
+inputs at cosine 0.995 and norms 0.79-1.05 of the truth; the tight one returns them exactly.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ def recover_linear_inputs(
     weight_update: torch.Tensor,
     bias_update: torch.Tensor,
     num: int,
-    similarity: float = 0.995,
+    tolerances: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 0.1),
     min_signal: float = 1e-3,
 ) -> LinearRecovery:
     """Recover up to ``num`` inputs of a linear layer from its update (see module docstring)."""
@@ -55,19 +62,21 @@ def recover_linear_inputs(
         zeros = torch.zeros(num, weight_update.shape[1], dtype=weight_update.dtype, device=weight_update.device)
         return LinearRecovery(zeros, [all_rows] * num, 0)
     ratios = weight_update.double()[strong] / db[strong, None]
-    unit = ratios / ratios.norm(dim=1, keepdim=True).clamp(min=1e-30)
-    cosine = unit @ unit.t()
-    order = torch.argsort(db[strong].abs(), descending=True)
-    unassigned = torch.ones(strong.numel(), dtype=torch.bool, device=db.device)
-    clusters: list[torch.Tensor] = []
-    for seed in order.tolist():
-        if not unassigned[seed]:
-            continue
-        members = torch.nonzero(unassigned & (cosine[seed] >= similarity)).flatten()
-        unassigned[members] = False
-        clusters.append(members)
-    clusters.sort(key=lambda m: (-m.numel(), -float(db[strong][m].abs().sum())))
-    chosen = [c for c in clusters if c.numel() >= 2][:num] or clusters[:1]
+    norms = ratios.norm(dim=1).clamp(min=1e-30)
+    distance = torch.cdist(ratios, ratios) / torch.maximum(norms[:, None], norms[None, :])
+    order = torch.argsort(db[strong].abs(), descending=True).tolist()
+    chosen: list[torch.Tensor] = []
+    taken = torch.zeros(strong.numel(), dtype=torch.bool, device=db.device)
+    for tolerance in tolerances:  # keep what a tighter tolerance found; fill only the missing inputs
+        near_found = (distance[:, torch.cat(chosen)] <= tolerance).any(1) if chosen else taken
+        free = [i for i in order if not (taken[i] or near_found[i])]
+        for members in _clusters(distance, free, tolerance, db[strong], num - len(chosen)):
+            chosen.append(members)
+            taken[members] = True
+        if len(chosen) >= num:
+            break
+    if not chosen:
+        chosen = [torch.tensor(order[:1], device=db.device)]
     inputs, rows = [], []
     for members in chosen:
         idx = strong[members]
@@ -78,3 +87,19 @@ def recover_linear_inputs(
         inputs.append(least_squares_input(weight_update, bias_update))
         rows.append(all_rows)
     return LinearRecovery(torch.stack(inputs), rows, found)
+
+
+def _clusters(distance: torch.Tensor, order: list[int], tolerance: float, signal: torch.Tensor, num: int) -> list:
+    """Greedy clusters among the rows ``order`` lists (strongest first), each within ``tolerance`` of its seed;
+    the ``num`` largest with at least two rows."""
+    unassigned = torch.zeros(distance.shape[0], dtype=torch.bool, device=distance.device)
+    unassigned[order] = True
+    clusters: list[torch.Tensor] = []
+    for seed in order:
+        if not unassigned[seed]:
+            continue
+        members = torch.nonzero(unassigned & (distance[seed] <= tolerance)).flatten()
+        unassigned[members] = False
+        clusters.append(members)
+    clusters.sort(key=lambda m: (-m.numel(), -float(signal[m].abs().sum())))
+    return [c for c in clusters if c.numel() >= 2][:max(num, 0)]

@@ -20,13 +20,16 @@ gets a colour prior. ``fitted`` records what was fitted (``prior_fit`` in the re
   2021, https://arxiv.org/abs/2110.14962), which searches a generator's latent space fitted
   on public data instead of pixel space. Mirror images are added only when they help to
   reconstruct held-out server images (:meth:`ImageSubspace.fit`).
+* ``server-posterior``: the server's images themselves (``server_images``), from which an
+  attack that recovered a layer's input exactly learns the posterior mean image given it
+  under the attacked model (:mod:`attacks.inversion.posterior`).
 
 Each result lists the prior names it used (``priors`` in the result JSON).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +47,9 @@ class ImagePrior:
     feature_weight: float = 1e-3
     mean_probs: torch.Tensor | None = None  # mean softmax of the attacker's model on server images (label counts)
     subspace: ImageSubspace | None = None  # principal components of the server's images
+    server_images: torch.Tensor | None = None  # N x C x S x S (C = 1 for greyscale data), for learned posteriors
+    #: posteriors fitted on ``server_images``, per layer (the prior is fitted per attacked model)
+    posteriors: dict = field(default_factory=dict, repr=False, compare=False)
 
     def names(self, uses_tv: bool = True) -> list[str]:
         names = ["box"]
@@ -57,13 +63,17 @@ class ImagePrior:
             names.append("server-feature-stats")
         if self.subspace is not None:
             names.append("server-subspace")
+        if self.server_images is not None:
+            names.append("server-posterior")
         return names
 
     def fitted(self) -> dict:
         """What the priors assume about the data, for the result JSON (``prior_fit``)."""
         return {"channels": 1 if self.greyscale else 3, "value_range": [float(v) for v in self.value_range],
                 "mean_image": self.mean_image is not None, "feature_statistics": self.feature_mean is not None,
-                "subspace": self.subspace.describe() if self.subspace is not None else None}
+                "subspace": self.subspace.describe() if self.subspace is not None else None,
+                "posterior": {layer: fitted.describe() for layer, fitted in self.posteriors.items() if fitted is not None}
+                or None}
 
     @classmethod
     @torch.no_grad()
@@ -77,6 +87,8 @@ class ImagePrior:
         kwargs.setdefault("greyscale", equal_channels)
         kwargs.setdefault("value_range", (float(images.min()), float(images.max())))
         prior = cls(mean_image=images.mean(0).cpu(), **kwargs)
+        if prior.server_images is None:
+            prior.server_images = (images[:, :1] if prior.greyscale else images).cpu()
         if prior.subspace is None and images.shape[0] >= ImageSubspace.min_images:
             prior.subspace = ImageSubspace.fit(images[:, :1] if prior.greyscale else images)
         if model is not None and images.shape[0] >= 2:
@@ -122,9 +134,14 @@ class ImageSubspace:
     def describe(self) -> dict:
         return {"rank": self.rank, "mirrored": self.mirrored, "fitted_on": self.fitted_on}
 
-    def images(self, coefficients: torch.Tensor) -> torch.Tensor:
-        """N x k whitened coefficients -> N x C x S x S images (not clamped)."""
-        flat = self.mean.to(coefficients) + (coefficients * self.scales.to(coefficients)) @ self.components.to(coefficients)
+    def images(self, coefficients: torch.Tensor, centre: torch.Tensor | None = None) -> torch.Tensor:
+        """N x k whitened coefficients -> N x C x S x S images (not clamped).
+
+        ``centre`` (N x C x S x S) replaces the subspace's mean per image: a residual subspace
+        centred on each image's own guess (:mod:`attacks.inversion.posterior`).
+        """
+        offset = self.mean.to(coefficients) if centre is None else centre.flatten(1).to(coefficients)
+        flat = offset + (coefficients * self.scales.to(coefficients)) @ self.components.to(coefficients)
         return flat.view(-1, *self.shape)
 
     def coefficients(self, images: torch.Tensor) -> torch.Tensor:

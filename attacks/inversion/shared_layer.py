@@ -13,8 +13,11 @@ update restricted to ``shared``).
 * ``shared-subspace``: the analytic step, then the backbone's own algebra: ``z = relu(fc(f))``
   with ``fc`` known (knowledge init/full) gives one linear equation on the fc input ``f`` per
   active unit (:func:`fc_input_algebra` reports how many, their rank, and the least-squares
-  ``f``); the image is then searched in the server's image subspace so that the backbone
-  maps it to ``z`` (:mod:`attacks.inversion.subspace`; GIAS, Jeon et al. 2021).
+  ``f``); the server's posterior-mean image given ``z``, learned on its own images pushed
+  through the same model (:mod:`attacks.inversion.posterior`), is the starting guess, and
+  the image is then searched around it, along what that guess leaves open, so that the
+  backbone maps it to ``z`` (:mod:`attacks.inversion.subspace`; GIAS, Jeon et al. 2021).
+  With fewer than 32 server images, the plain subspace of the server's images.
 
 The reported ``feature_rel_error`` measures the first step: how much of the private
 features leaks, whatever the backbone the attacker has to invert them with.
@@ -37,6 +40,7 @@ from attacks.inversion.feature_inversion import invert_features
 from attacks.inversion.labels import labels_from_bias_pattern
 from attacks.inversion.linear import LinearRecovery, recover_linear_inputs
 from attacks.inversion.matching import cosine_distance, signed_adam
+from attacks.inversion.posterior import posterior_for
 from attacks.inversion.priors import Candidate, feature_prior_loss, total_variation
 from attacks.inversion.simulate import simulate_update
 from attacks.inversion.subspace import SubspaceImages, SubspaceSetup, search_subspace
@@ -122,8 +126,9 @@ class SharedSubspace(InversionAttack):
     name = "shared-subspace"
     default_iterations = 150
     in_default = True
-    paper = "Phong et al. 2017 (analytic linear-layer inputs); R-GAP (Zhu & Blaschko 2021) forward constraints; Jeon et al. 2021 (GIAS)"
-    priors_used = ("box", "greyscale", "server-subspace", "server-mean-init")
+    paper = ("Phong et al. 2017 (analytic linear-layer inputs); R-GAP (Zhu & Blaschko 2021) forward constraints; "
+             "Jeon et al. 2021 (GIAS); Dosovitskiy & Brox 2016 and Wu et al. 2023 (inversions learned on the attacker's data)")
+    priors_used = ("box", "greyscale", "server-subspace", "server-mean-init", "server-posterior")
     setup = SubspaceSetup()
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
@@ -143,7 +148,15 @@ class SharedSubspace(InversionAttack):
         def loss_fn(images: torch.Tensor) -> torch.Tensor:
             return ((model.shared_input(images) - features).pow(2).sum(1) / norms).mean()
 
-        candidate = SubspaceImages(observation.num_images, observation.prior, subspace, observation.device)
+        posterior = posterior_for(observation.prior, "shared", model.shared_input, observation.device)
+        if posterior is not None:  # search around the server's posterior-mean guess, along what it misses
+            low, high = observation.prior.value_range
+            candidate = SubspaceImages(observation.num_images, observation.prior, posterior.residual_subspace(),
+                                       observation.device, centre=posterior.guess(features).clamp(low, high))
+            stats["posterior"] = posterior.describe()
+        else:
+            candidate = SubspaceImages(observation.num_images, observation.prior, subspace, observation.device)
         loss, ran = search_subspace(candidate, loss_fn, self.iterations, self.setup)
+        search = "posterior-subspace" if posterior is not None else "subspace"
         return Reconstruction(candidate().detach().clamp(0, 1), labels, ran, features=features,
-                              stats={**stats, "loss": loss, "search": "subspace", "fc_inputs": algebra["fc_inputs"]})
+                              stats={**stats, "loss": loss, "search": search, "fc_inputs": algebra["fc_inputs"]})

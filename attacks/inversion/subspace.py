@@ -36,17 +36,23 @@ class _BudgetSpent(Exception):
 
 
 class SubspaceImages(torch.nn.Module):
-    """``num`` images as whitened subspace coefficients, clamped to the prior's value range."""
+    """``num`` images as whitened subspace coefficients, clamped to the prior's value range.
 
-    def __init__(self, num: int, prior: ImagePrior, subspace: ImageSubspace, device, start: torch.Tensor | None = None):
+    ``centre`` (num x C x S x S) puts each image's own origin in place of the subspace's mean:
+    a residual subspace around a per-image guess.
+    """
+
+    def __init__(self, num: int, prior: ImagePrior, subspace: ImageSubspace, device, start: torch.Tensor | None = None,
+                 centre: torch.Tensor | None = None):
         super().__init__()
         self.subspace, self.prior = subspace, prior
+        self.centre = None if centre is None else centre.detach().to(device)
         coefficients = torch.zeros(num, subspace.rank, device=device) if start is None else start.detach().to(device).clone()
         self.coefficients = torch.nn.Parameter(coefficients)
 
     def forward(self) -> torch.Tensor:
         low, high = self.prior.value_range
-        images = self.subspace.images(self.coefficients).clamp(low, high)
+        images = self.subspace.images(self.coefficients, self.centre).clamp(low, high)
         return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
 
 

@@ -67,3 +67,22 @@ def test_count_labels_solves_the_bias_gradient_equation():
     gradient = probs - counts / 8
     labels = count_labels(gradient, 8, probs)
     assert torch.bincount(labels, minlength=3).tolist() == counts.tolist()
+
+
+def test_disaggregation_keeps_mixed_rows_out_when_inputs_are_nearly_parallel():
+    """ReLU features of two brain slices have cosine ~0.99: a mixed row is then as close to either
+    input as the old cosine-0.995 clustering tolerated, and averaging it in biased both. Pure rows
+    agree to float precision, so the tight tolerance keeps each input exact."""
+    generator = torch.Generator().manual_seed(0)
+    base = torch.rand(10, generator=generator, dtype=torch.float64) + 1.0
+    x = torch.stack([base, base + 0.05 * torch.rand(10, generator=generator, dtype=torch.float64)])
+    assert float(torch.nn.functional.cosine_similarity(x[0], x[1], dim=0)) > 0.995
+    delta = torch.zeros(2, 12, dtype=torch.float64)
+    delta[0, :3] = 1.0
+    delta[1, 3:6] = 1.0
+    delta[:, 6:] = torch.rand(2, 6, generator=generator, dtype=torch.float64) + 0.5  # six mixed rows, strongest
+    weight_update, bias_update = delta.t() @ x, delta.sum(0)
+    recovery = recover_linear_inputs(weight_update, bias_update, 2)
+    errors = torch.cdist(recovery.inputs, x)
+    assert recovery.clusters_found == 2 and sorted(errors.argmin(1).tolist()) == [0, 1]
+    assert float(errors.min(1).values.max() / x.norm(dim=1).min()) < 1e-12

@@ -1,0 +1,193 @@
+"""The server's best guess of an image from a layer input it recovered exactly, learned on its own images.
+
+Once a layer's input comes back exactly (fc's input at batch 1 for the full model,
+``shared``'s input for the shared layer), what is left is inference: which image gave those
+features? Under PSNR the best answer is the posterior mean ``E[image | features]``, and the
+server can estimate it without any client data: it pushes its own images (mirrored, shifted,
+contrast-scaled copies too) through the model it knows and regresses image on features.
+Learned inversions of this kind are the strongest published attackers with auxiliary data
+(Dosovitskiy & Brox 2016 invert CNN features with a trained decoder; Wu et al. 2023,
+"Learning to Invert", train on the attacker's own data). Here the regressor is kernel ridge
+regression with a Gaussian kernel on the square roots of the features: closed form,
+deterministic, seconds on a CPU, and far from a mean image only where the features say so
+(far from every anchor it returns the server's mean image, so noisy features under DP fall
+back to the null guess). Measured at 64x64 (20 held-out MRI slices, 256 server images):
+23.5 dB against 22.1 dB for the layer-wise search and 18.5 dB for the mean image; a small
+CNN decoder trained for 150 s reached 20.7 dB.
+
+The regression's residuals, measured out of fold on the server's own images, are the part
+the features leave open; their principal components (:meth:`FeaturePosterior.residual_subspace`)
+are where the gradient-matching searches look next, centred on the guess
+(a conditional prior in place of the unconditional one of :class:`ImageSubspace`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from attacks.inversion.priors import ImageSubspace
+
+#: augmented copies per server image, capped so the regression's targets stay under this many values
+#: and the anchors under MAX_ANCHORS (the kernel's eigendecomposition is cubic in them)
+TARGET_VALUES = 1.5e8
+MAX_ANCHORS = 8192
+MAX_COPIES = 15
+#: kernel widths (relative to the mean squared anchor distance) and ridges tried out of fold
+GAMMAS = (0.5, 1.0, 2.0)
+RIDGES = (0.01, 0.03, 0.1, 0.3)
+#: anchors and pixels the choice of kernel width and ridge looks at, per fold
+SELECT_ANCHORS = 2048
+SELECT_PIXELS = 1024
+#: fewer server images than this: no posterior (the attacks fall back to the plain subspace)
+MIN_IMAGES = 32
+#: features per forward pass when embedding the server's images
+CHUNK = 64
+
+
+def augmented(images: torch.Tensor, copies: int, generator: torch.Generator) -> torch.Tensor:
+    """The images plus ``copies`` randomly mirrored, shifted (+-4 px) and contrast-scaled (0.8-1.2) versions."""
+    out = [images]
+    for _ in range(copies):
+        copy = images.clone()
+        mirror = torch.rand(len(copy), generator=generator) < 0.5
+        copy[mirror] = copy[mirror].flip(-1)
+        dy, dx = torch.randint(-4, 5, (2,), generator=generator).tolist()
+        copy = torch.roll(copy, (dy, dx), (-2, -1))
+        scale = 0.8 + 0.4 * torch.rand(len(copy), 1, 1, 1, generator=generator)
+        out.append((copy * scale).clamp(0, 1))
+    return torch.cat(out)
+
+
+def _embed(features: torch.Tensor) -> torch.Tensor:
+    """Square roots compress the heavy right tail of ReLU features (measured: +0.2 dB over raw features)."""
+    return features.detach().double().flatten(1).clamp(min=0).sqrt().cpu()
+
+
+@dataclass
+class FeaturePosterior:
+    """``guess(features) = mean + k(features, anchors) @ weights``: kernel ridge regression of image on features."""
+
+    anchors: torch.Tensor  # M x F, embedded features of the (augmented) server images
+    weights: torch.Tensor  # M x D
+    mean: torch.Tensor  # D
+    distance_scale: float
+    gamma: float
+    ridge: float
+    shape: tuple[int, int, int]  # C x S x S of the guesses
+    residuals: torch.Tensor  # out-of-fold residuals of the server's images, N x D
+    validation_gain_db: float  # out-of-fold PSNR of the guess minus that of the mean image
+
+    def describe(self) -> dict:
+        return {"anchors": int(self.anchors.shape[0]), "gamma": self.gamma, "ridge": self.ridge,
+                "validation_gain_db": round(self.validation_gain_db, 2)}
+
+    def guess(self, features: torch.Tensor) -> torch.Tensor:
+        """N x C x S x S posterior-mean images (not clamped) for N recovered feature vectors."""
+        kernel = _kernel(_embed(features), self.anchors, self.distance_scale, self.gamma)
+        flat = self.mean + kernel @ self.weights
+        return flat.float().view(-1, *self.shape).to(features.device)
+
+    def residual_subspace(self, rank: int = 512) -> ImageSubspace:
+        """Principal components of what the guess misses; centre it on a guess with ``images(c, centre=...)``."""
+        if getattr(self, "_residual_subspace", None) is None or self._residual_subspace.rank > rank:
+            residuals = self.residuals.float().view(-1, *self.shape)
+            self._residual_subspace = ImageSubspace._fit(torch.cat([residuals, residuals.flip(-1)]), rank)
+        return self._residual_subspace
+
+    @classmethod
+    @torch.no_grad()
+    def fit(cls, images: torch.Tensor, features_of: Callable[[torch.Tensor], torch.Tensor], device,
+            greyscale: bool = True, seed: int = 0) -> FeaturePosterior | None:
+        """Fit on the server's images (N x C x S x S in [0, 1]); None below :data:`MIN_IMAGES` images.
+
+        The kernel width and ridge are chosen on two halves of the server's images (each half
+        predicts the other), which also gives the out-of-fold residuals.
+        """
+        images = images.float().cpu()
+        if images.shape[0] < MIN_IMAGES:
+            return None
+        generator = torch.Generator().manual_seed(seed)
+        targets_of = (lambda x: x[:, :1]) if greyscale else (lambda x: x)
+        values = targets_of(images[:1]).numel()
+        copies = int(max(0, min(MAX_COPIES, TARGET_VALUES // (images.shape[0] * values) - 1,
+                                 MAX_ANCHORS // images.shape[0] - 1)))
+
+        def embedded(batch: torch.Tensor) -> torch.Tensor:
+            return torch.cat([_embed(features_of(chunk.to(device))) for chunk in batch.split(CHUNK)])
+
+        # each half with its augmented copies (originals first) is embedded once: it is one
+        # fold's training set, the other fold's held-out set (its originals) and half the final fit
+        half = images.shape[0] // 2
+        parts = [augmented(images[:half], copies, generator), augmented(images[half:], copies, generator)]
+        embedded_parts = [embedded(part) for part in parts]
+        target_parts = [targets_of(part).flatten(1).double() for part in parts]
+        originals = (half, images.shape[0] - half)
+        fold_data = [(embedded_parts[a], target_parts[a], embedded_parts[b][: originals[b]], target_parts[b][: originals[b]])
+                     for a, b in ((0, 1), (1, 0))]
+        scale = float(torch.cdist(embedded_parts[0][:512], embedded_parts[0][:512]).pow(2).mean().clamp(min=1e-12))
+
+        _, gamma, ridge = _select(fold_data, scale, generator)
+
+        residuals, mean_error, guess_error = [], 0.0, 0.0
+        for anchors, targets, held, truth in fold_data:
+            weights = _solve(anchors, targets, scale, gamma, ridge)
+            guess = targets.mean(0) + _kernel(held, anchors, scale, gamma) @ weights
+            residuals.append(truth - guess)
+            mean_error += float((targets.mean(0) - truth).pow(2).mean())
+            guess_error += float((guess.clamp(0, 1) - truth).pow(2).mean())
+        gain = 10 * torch.log10(torch.tensor(mean_error / max(guess_error, 1e-20))).item()
+
+        anchors, targets = torch.cat(embedded_parts), torch.cat(target_parts)
+        weights = _solve(anchors, targets, scale, gamma, ridge)
+        shape = tuple(targets_of(images[:1]).shape[1:])
+        return cls(anchors, weights, targets.mean(0), scale, gamma, ridge, shape, torch.cat(residuals), gain)
+
+
+def _select(fold_data, scale: float, generator: torch.Generator) -> tuple[float, float, float]:
+    """(held-out MSE, gamma, ridge) of the best pair, each fold predicting the other.
+
+    On at most SELECT_ANCHORS anchors and SELECT_PIXELS random pixels per fold: the MSE over
+    random pixels is an unbiased estimate of the whole image's, and the choice needs no more.
+    """
+    best = None
+    for gamma in GAMMAS:
+        errors = torch.zeros(len(RIDGES), dtype=torch.float64)
+        for anchors, targets, held, truth in fold_data:
+            keep = torch.randperm(len(anchors), generator=generator)[:SELECT_ANCHORS]
+            pixels = torch.randperm(targets.shape[1], generator=generator)[:SELECT_PIXELS]
+            anchors, targets, truth = anchors[keep], targets[keep][:, pixels], truth[:, pixels]
+            eigenvalues, vectors = torch.linalg.eigh(_kernel(anchors, anchors, scale, gamma))
+            centred = vectors.t() @ (targets - targets.mean(0))
+            cross = _kernel(held, anchors, scale, gamma) @ vectors
+            for i, ridge in enumerate(RIDGES):
+                guess = targets.mean(0) + cross @ (centred / (eigenvalues + ridge)[:, None])
+                errors[i] += (guess.clamp(0, 1) - truth).pow(2).mean()
+        i = int(errors.argmin())
+        if best is None or errors[i] < best[0]:
+            best = (float(errors[i]), gamma, RIDGES[i])
+    return best
+
+
+def _kernel(a: torch.Tensor, b: torch.Tensor, scale: float, gamma: float) -> torch.Tensor:
+    return torch.exp(-gamma * torch.cdist(a.to(b), b).pow(2) / scale)
+
+
+def _solve(anchors: torch.Tensor, targets: torch.Tensor, scale: float, gamma: float, ridge: float) -> torch.Tensor:
+    """Kernel ridge weights for targets centred on their mean."""
+    kernel = _kernel(anchors, anchors, scale, gamma)
+    kernel.diagonal().add_(ridge)
+    return torch.linalg.solve(kernel, targets - targets.mean(0))
+
+
+def posterior_for(prior, layer: str, features_of: Callable[[torch.Tensor], torch.Tensor], device,
+                  seed: int = 0) -> FeaturePosterior | None:
+    """The posterior of ``layer``'s input fitted on ``prior.server_images``, once per prior (it is per attacked model)."""
+    if layer not in prior.posteriors:
+        server = prior.server_images
+        prior.posteriors[layer] = None if server is None else FeaturePosterior.fit(
+            server.expand(-1, 3, -1, -1) if prior.greyscale else server, features_of, device,
+            greyscale=prior.greyscale, seed=seed)
+    return prior.posteriors[layer]
