@@ -17,7 +17,8 @@ update restricted to ``shared``).
   through the same model (:mod:`attacks.inversion.posterior`), is the starting guess, and
   the image is then searched around it, along what that guess leaves open, so that the
   backbone maps it to ``z`` (:mod:`attacks.inversion.subspace`; GIAS, Jeon et al. 2021).
-  With fewer than 32 server images, the plain subspace of the server's images.
+  With fewer than 32 server images, or for an observed round (whose ratio mixes many
+  images' features), the plain subspace of the server's images.
 
 The reported ``feature_rel_error`` measures the first step: how much of the private
 features leaks, whatever the backbone the attacker has to invert them with.
@@ -38,6 +39,7 @@ import torch
 from attacks.inversion.base import INVERSION_METHODS, InversionAttack, Observation, Reconstruction
 from attacks.inversion.feature_inversion import invert_features
 from attacks.inversion.labels import labels_from_bias_pattern
+from attacks.inversion.layerwise import POSTERIOR_BLEND, blend_with_guess, is_one_gradient_step
 from attacks.inversion.linear import LinearRecovery, recover_linear_inputs
 from attacks.inversion.matching import cosine_distance, signed_adam
 from attacks.inversion.posterior import posterior_for
@@ -130,6 +132,8 @@ class SharedSubspace(InversionAttack):
              "Jeon et al. 2021 (GIAS); Dosovitskiy & Brox 2016 and Wu et al. 2023 (inversions learned on the attacker's data)")
     priors_used = ("box", "greyscale", "server-subspace", "server-mean-init", "server-posterior")
     setup = SubspaceSetup()
+    #: weight of the posterior-mean guess in the returned image (:data:`attacks.inversion.layerwise.POSTERIOR_BLEND`)
+    posterior_blend = POSTERIOR_BLEND
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
         model = observation.model
@@ -148,15 +152,20 @@ class SharedSubspace(InversionAttack):
         def loss_fn(images: torch.Tensor) -> torch.Tensor:
             return ((model.shared_input(images) - features).pow(2).sum(1) / norms).mean()
 
-        posterior = posterior_for(observation.prior, "shared", model.shared_input, observation.device)
+        # the posterior is learned for one image's features: not for an observed round's mixture
+        posterior = (posterior_for(observation.prior, "shared", model.shared_input, observation.device)
+                     if is_one_gradient_step(observation) else None)
         if posterior is not None:  # search around the server's posterior-mean guess, along what it misses
             low, high = observation.prior.value_range
             candidate = SubspaceImages(observation.num_images, observation.prior, posterior.residual_subspace(),
                                        observation.device, centre=posterior.guess(features).clamp(low, high))
-            stats["posterior"] = posterior.describe()
+            stats["posterior"] = {**posterior.describe(), "blend": self.posterior_blend}
         else:
             candidate = SubspaceImages(observation.num_images, observation.prior, subspace, observation.device)
         loss, ran = search_subspace(candidate, loss_fn, self.iterations, self.setup)
         search = "posterior-subspace" if posterior is not None else "subspace"
-        return Reconstruction(candidate().detach().clamp(0, 1), labels, ran, features=features,
+        images = candidate().detach()
+        if posterior is not None:
+            images = blend_with_guess(images, candidate.centre, self.posterior_blend)
+        return Reconstruction(images.clamp(0, 1), labels, ran, features=features,
                               stats={**stats, "loss": loss, "search": search, "fc_inputs": algebra["fc_inputs"]})

@@ -81,6 +81,7 @@ def test_shared_layer_features_come_back_to_1e_5_and_the_fc_algebra_is_counted(s
     fc_out = model.fc(algebra["fc_inputs"])[0]
     assert torch.allclose(fc_out[active], truth[0][active], atol=1e-3)
     assert reconstruction.stats["fc_input_equations"] == algebra["equations"]
+    assert reconstruction.stats["search"] == "posterior-subspace" and reconstruction.stats["posterior"]["anchors"] > 0
 
 
 def test_layerwise_states_its_budget_and_falls_back_without_a_subspace(study_case, mri):
@@ -202,3 +203,20 @@ def test_layerwise_refines_one_step_in_pixels_with_every_gradient(study_case, mr
     observed = INVERSION_METHODS.get("layerwise")().reconstruct(
         _observe(model, images, labels, ClientStep(lr=1e-3, local_steps=3, batch_size=1, optimizer="adam"), prior=prior))
     assert "refine" not in observed.stats  # several Adam steps are no gradient: h alone, anchored
+    # nor one image's features: the learned posterior is for one step only, for both targets
+    assert observed.stats["search"] == "subspace" and reconstruction.stats["search"] == "posterior-subspace"
+    adam = ClientStep(lr=1e-3, local_steps=3, batch_size=1, optimizer="adam")
+    shared = INVERSION_METHODS.get("shared-subspace")(iterations=5).reconstruct(
+        _observe(model, images, labels, adam, target="shared-layer", prior=prior))
+    assert shared.stats["search"] == "subspace"
+
+
+def test_the_posterior_blend_averages_each_image_with_its_own_guess():
+    from attacks.inversion.layerwise import blend_with_guess
+
+    images = torch.zeros(2, 3, 4, 4)
+    guess = torch.stack([torch.ones(1, 4, 4), torch.full((1, 4, 4), 0.5)])
+    blended = blend_with_guess(images, guess, 0.25)
+    assert blended.shape == images.shape
+    assert torch.allclose(blended[0], torch.full((3, 4, 4), 0.25)) and torch.allclose(blended[1], torch.full((3, 4, 4), 0.125))
+    assert torch.equal(blend_with_guess(images, guess, 0.0), images)
