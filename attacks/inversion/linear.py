@@ -20,6 +20,10 @@ tolerance is widened (to 1e-3, 1e-2, then 0.1, which is the old cosine 0.995) on
 fewer than ``n`` inputs are supported, as happens under DP noise or over several local
 steps. Measured at 64x64, batch 4 (`simple`, one step): the loose clustering returned fc
 inputs at cosine 0.995 and norms 0.79-1.05 of the truth; the tight one returns them exactly.
+Where the output gradient factorises per sample (the shared layer before a two-class head),
+rows with the same set of active samples share one ratio, so mixtures cluster tightly too;
+they are told apart by their supports (:func:`_minimal_supports`). Measured on the shared
+layer at batch 4: relative error 0.14 -> 2e-8.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ def recover_linear_inputs(
     for tolerance in tolerances:  # keep what a tighter tolerance found; fill only the missing inputs
         near_found = (distance[:, torch.cat(chosen)] <= tolerance).any(1) if chosen else taken
         free = [i for i in order if not (taken[i] or near_found[i])]
-        for members in _clusters(distance, free, tolerance, db[strong], num - len(chosen)):
+        for members in _clusters(distance, free, tolerance, db[strong], num - len(chosen), ratios):
             chosen.append(members)
             taken[members] = True
         if len(chosen) >= num:
@@ -89,7 +93,8 @@ def recover_linear_inputs(
     return LinearRecovery(torch.stack(inputs), rows, found)
 
 
-def _clusters(distance: torch.Tensor, order: list[int], tolerance: float, signal: torch.Tensor, num: int) -> list:
+def _clusters(distance: torch.Tensor, order: list[int], tolerance: float, signal: torch.Tensor, num: int,
+              ratios: torch.Tensor) -> list:
     """Greedy clusters among the rows ``order`` lists (strongest first), each within ``tolerance`` of its seed;
     the ``num`` largest with at least two rows."""
     unassigned = torch.zeros(distance.shape[0], dtype=torch.bool, device=distance.device)
@@ -101,5 +106,26 @@ def _clusters(distance: torch.Tensor, order: list[int], tolerance: float, signal
         members = torch.nonzero(unassigned & (distance[seed] <= tolerance)).flatten()
         unassigned[members] = False
         clusters.append(members)
+    clusters = [c for c in clusters if c.numel() >= 2]
+    clusters = _minimal_supports(clusters, ratios)
     clusters.sort(key=lambda m: (-m.numel(), -float(signal[m].abs().sum())))
-    return [c for c in clusters if c.numel() >= 2][:max(num, 0)]
+    return clusters[:max(num, 0)]
+
+
+def _minimal_supports(clusters: list[torch.Tensor], ratios: torch.Tensor) -> list[torch.Tensor]:
+    """Drop clusters whose non-zero coordinates strictly contain another cluster's.
+
+    When the loss gradient at the layer's output factorises per sample (a two-class head
+    after a ReLU: ``delta_nj = s_n w_j [unit j active for n]``), every row with the same set
+    of active samples has the *same* ratio, ``sum s_n x_n / sum s_n`` over that set, so
+    mixtures form tight clusters too. Inputs after a ReLU have exact zeros, and a mixture is
+    non-zero wherever any member is: the pure inputs are the clusters with minimal supports.
+    """
+    if len(clusters) < 2:
+        return clusters
+    means = torch.stack([ratios[c].mean(0) for c in clusters])
+    support = means.abs() > 1e-6 * means.abs().amax(1, keepdim=True).clamp(min=1e-30)
+    counts = support.sum(1)
+    contains = (support[:, None, :] | ~support[None, :, :]).all(-1)  # contains[a, b]: support a ⊇ support b
+    strict = contains & (counts[:, None] > counts[None, :])
+    return [c for c, mixed in zip(clusters, strict.any(1).tolist()) if not mixed]

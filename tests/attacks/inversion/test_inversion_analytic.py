@@ -86,3 +86,24 @@ def test_disaggregation_keeps_mixed_rows_out_when_inputs_are_nearly_parallel():
     errors = torch.cdist(recovery.inputs, x)
     assert recovery.clusters_found == 2 and sorted(errors.argmin(1).tolist()) == [0, 1]
     assert float(errors.min(1).values.max() / x.norm(dim=1).min()) < 1e-12
+
+
+def test_disaggregation_tells_mixtures_from_pure_inputs_when_the_gradient_factorises():
+    """delta_nj = s_n w_j a_nj (a two-class head after a ReLU): every row with the same active set
+    has the same ratio, so the all-active mixture is the largest tight cluster. Pure inputs are
+    the clusters with minimal supports (ReLU zeros), and they come back exactly."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 40, generator=generator, dtype=torch.float64)
+    x[x < 0.4] = 0.0  # ReLU features: exact zeros, different supports
+    s = torch.tensor([0.7, -0.4, 0.5], dtype=torch.float64)
+    w = torch.rand(30, generator=generator, dtype=torch.float64) + 0.5
+    active = torch.zeros(3, 30, dtype=torch.bool)
+    active[:, :15] = True  # fifteen rows where every sample is active: the biggest cluster, a mixture
+    for n in range(3):
+        active[n, 15 + 5 * n : 20 + 5 * n] = True  # five pure rows each
+    delta = s[:, None] * w[None, :] * active
+    weight_update, bias_update = delta.t() @ x, delta.sum(0)
+    recovery = recover_linear_inputs(weight_update, bias_update, 3)
+    errors = torch.cdist(recovery.inputs, x) / x.norm(dim=1)
+    assert recovery.clusters_found == 3 and sorted(errors.argmin(1).tolist()) == [0, 1, 2]
+    assert float(errors.min(1).values.max()) < 1e-12
