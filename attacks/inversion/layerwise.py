@@ -108,7 +108,8 @@ def conv_weight_names(observation: Observation) -> list[str]:
 def recover_fc(observation: Observation):
     """(features, labels, LinearRecovery) of fc's input, as the layer-wise attacks start."""
     model = observation.model
-    recovery = recover_linear_inputs(observation.update["fc.weight"], observation.update["fc.bias"], observation.num_images)
+    recovery = recover_linear_inputs(observation.update["fc.weight"], observation.update["fc.bias"], observation.num_images,
+                                     one_step=is_one_gradient_step(observation))
     features = recovery.inputs.detach()
     if observation.labels is not None or observation.num_images == 1:
         labels = recover_labels(observation)

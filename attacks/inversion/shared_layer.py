@@ -53,7 +53,8 @@ SHARED = ("shared.weight", "shared.bias")
 def recover_shared_inputs(observation: Observation) -> tuple[LinearRecovery, torch.Tensor]:
     """Analytic recovery of ``shared``'s inputs and one label per input."""
     model = observation.model
-    recovery = recover_linear_inputs(observation.update["shared.weight"], observation.update["shared.bias"], observation.num_images)
+    recovery = recover_linear_inputs(observation.update["shared.weight"], observation.update["shared.bias"], observation.num_images,
+                                     one_step=is_one_gradient_step(observation))
     if observation.labels is not None:
         return recovery, observation.labels.to(observation.device)
     labels = labels_from_bias_pattern(model.forward_from_shared_input, model.shared.bias, recovery.inputs,

@@ -38,11 +38,12 @@ def test_disaggregation_recovers_samples_that_own_rows():
     delta[1, 4:8] = -(torch.rand(4, generator=generator) + 0.5)
     delta[:, 8] = torch.tensor([0.7, 0.4])
     weight_update, bias_update = delta.t() @ x, delta.sum(0)
-    recovery = recover_linear_inputs(weight_update, bias_update, 2)
-    assert recovery.clusters_found == 2
-    errors = torch.cdist(recovery.inputs, x)
-    assert float(errors.min(1).values.max()) < 1e-5
-    assert sorted(errors.argmin(1).tolist()) == [0, 1]
+    for one_step in (True, False):  # tight tolerances first, or one cosine-0.995 pass for observed rounds
+        recovery = recover_linear_inputs(weight_update, bias_update, 2, one_step=one_step)
+        assert recovery.clusters_found == 2
+        errors = torch.cdist(recovery.inputs, x)
+        assert float(errors.min(1).values.max()) < 1e-5
+        assert sorted(errors.argmin(1).tolist()) == [0, 1]
 
 
 def test_idlg_recovers_every_batch_one_label():
