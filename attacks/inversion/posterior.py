@@ -24,7 +24,7 @@ are where the gradient-matching searches look next, centred on the guess
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -79,6 +79,7 @@ class FeaturePosterior:
     shape: tuple[int, int, int]  # C x S x S of the guesses
     residuals: torch.Tensor  # out-of-fold residuals of the server's images, N x D
     validation_gain_db: float  # out-of-fold PSNR of the guess minus that of the mean image
+    residual_subspaces: dict = field(default_factory=dict, repr=False, compare=False)  # per rank, fitted once
 
     def describe(self) -> dict:
         return {"anchors": int(self.anchors.shape[0]), "gamma": self.gamma, "ridge": self.ridge,
@@ -92,10 +93,10 @@ class FeaturePosterior:
 
     def residual_subspace(self, rank: int = 512) -> ImageSubspace:
         """Principal components of what the guess misses; centre it on a guess with ``images(c, centre=...)``."""
-        if getattr(self, "_residual_subspace", None) is None or self._residual_subspace.rank > rank:
+        if rank not in self.residual_subspaces:
             residuals = self.residuals.float().view(-1, *self.shape)
-            self._residual_subspace = ImageSubspace._fit(torch.cat([residuals, residuals.flip(-1)]), rank)
-        return self._residual_subspace
+            self.residual_subspaces[rank] = ImageSubspace._fit(torch.cat([residuals, residuals.flip(-1)]), rank)
+        return self.residual_subspaces[rank]
 
     @classmethod
     @torch.no_grad()
