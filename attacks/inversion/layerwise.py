@@ -14,12 +14,14 @@ does it for convolutions. Here:
    images pushed through the same model (:mod:`attacks.inversion.posterior`); every search
    below starts there and moves along what that guess leaves open (the principal
    components of its out-of-fold residuals) instead of along the server images' own
-   components. Measured at 64x64 (bench/inversion.py, 20 real slices, 256 server images):
-   +3.7 -> +5.3 dB over the null, SSIM 0.54 -> 0.60; +5.7 dB with 1,176 server images.
+   components, and the returned image averages the search's result with the guess
+   (:data:`POSTERIOR_BLEND`). Measured at 64x64 (bench/inversion.py, real slices): +3.7 dB
+   over the null before; +5.3 dB with the search alone (20 slices, 256 server images);
+   +6.0 dB, every slice identified, with the average and 1,176 server images (24 slices).
    Only for one gradient step: the posterior is learned for one image's features, and an
-   observed round's fc ratio mixes hundreds of images over many Adam steps (there the search
-   around the guess measured worse than the plain subspace: quick study, FedAvg's observed
-   round, 13.5 -> 11.3 dB PSNR against a null of 21.2);
+   observed round's fc ratio mixes hundreds of images over many Adam steps (there, with the
+   one-step clustering too, it measured worse than the plain subspace: quick study, FedAvg's
+   observed round, 13.5 -> 11.3 dB PSNR against a null of 21.2);
 4. the conv layers' weight gradients are then a known function of the image: backpropagate
    that fixed output gradient through the backbone. Max-pool is handled explicitly by the
    backbone itself: its arg-max switches route the output gradient to exactly the pixels a

@@ -422,6 +422,7 @@ def attack_view(view, options: InversionOptions, progress: bool = True, command:
                     state["seconds"] += time.perf_counter() - start
                     state["iterations"] = rec.iterations
                     state["attack"] = attack
+                    state["posterior_used"] = state.get("posterior_used", False) or "posterior" in rec.stats
                     scored = _score(rec.images.cpu(), images, truth_ids, labels.tolist(), rec.labels.tolist(),
                                     null_guesses, prior.mean_image, pool_ids, pool)
                     state["scored"].append(scored)
@@ -465,7 +466,8 @@ def attack_view(view, options: InversionOptions, progress: bool = True, command:
                     "features_recovered": _first(state.get("clusters")),
                     "seconds": seconds, "iterations": state["iterations"],
                     "iterations_per_second": state["iterations"] * len(batches) / seconds if seconds > 0 else None,
-                    "priors": attack.priors(prior), "prior_fit": prior.fitted(), "paper": attack.paper,
+                    "priors": [name for name in attack.priors(prior) if name != "server-posterior" or state["posterior_used"]],
+                    "prior_fit": prior.fitted(), "paper": attack.paper,
                     "threat_model": _threat_model(options, knowledge, r, k, source),
                     "images": {"reconstructions": f"{image_dir_name}/{stem}.png", "originals": f"{image_dir_name}/{stem}-originals.png",
                                "null": f"{image_dir_name}/{stem}-null.png"},
