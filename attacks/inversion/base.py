@@ -59,6 +59,11 @@ class Observation:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def one_gradient_step(self) -> bool:
+        """Whether the update is one plain gradient: then a linear layer's row ratios are single images' inputs."""
+        return self.step.local_steps <= 1 and self.step.optimizer == "sgd" and not self.step.momentum
+
     def gradient_estimate(self, name: str) -> torch.Tensor:
         """The mean per-step gradient of ``name``: -update / (lr * local_steps)."""
         return -self.update[name] / (self.step.lr * max(self.step.local_steps, 1))

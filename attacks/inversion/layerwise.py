@@ -15,7 +15,7 @@ does it for convolutions. Here:
    below starts there and moves along what that guess leaves open (the principal
    components of its out-of-fold residuals) instead of along the server images' own
    components, and the returned image averages the search's result with the guess
-   (:data:`POSTERIOR_BLEND`). Measured at 64x64 (bench/inversion.py, real slices): +3.7 dB
+   (:data:`attacks.inversion.posterior.POSTERIOR_BLEND`). Measured at 64x64 (bench/inversion.py, real slices): +3.7 dB
    over the null before; +5.3 dB with the search alone (20 slices, 256 server images);
    +6.0 dB, every slice identified, with the average and 1,176 server images (24 slices).
    Only for one gradient step: the posterior is learned for one image's features, and an
@@ -63,21 +63,8 @@ from attacks.inversion.base import INVERSION_METHODS, InversionAttack, Observati
 from attacks.inversion.feature_inversion import invert_features
 from attacks.inversion.labels import batch_label_counts, labels_from_bias_pattern, recover_labels
 from attacks.inversion.linear import recover_linear_inputs
-from attacks.inversion.posterior import posterior_for
-from attacks.inversion.subspace import SubspaceImages, SubspaceSetup, search_subspace
-
-
-#: The posterior mean and the search's result err differently (one is blurred towards what
-#: the server's images share, the other is pulled by gradients towards one consistent image),
-#: so their average is closer than either: measured at 64x64 on 16 slices disjoint from
-#: bench/inversion.py's (256 server images), weight 0 / 0.25 / 0.5 / 0.75 / 1: layerwise
-#: 22.66 / 22.99 / 23.09 / 22.93 / 22.55 dB, shared-subspace 21.92 / 22.31 / 22.48 / 22.38 / 22.06 dB.
-POSTERIOR_BLEND = 0.5
-
-
-def blend_with_guess(images: torch.Tensor, guess: torch.Tensor, weight: float) -> torch.Tensor:
-    """``(1 - weight) * images + weight * guess``, the guess's channels repeated for greyscale images."""
-    return (1 - weight) * images + weight * guess.to(images).expand_as(images)
+from attacks.inversion.posterior import POSTERIOR_BLEND, blend_with_guess, search_start
+from attacks.inversion.subspace import SubspaceSetup, search_subspace
 
 
 def output_gradients(model, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -95,11 +82,6 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
             + (images[..., :, 1:] - images[..., :, :-1]).abs().mean())
 
 
-def is_one_gradient_step(observation: Observation) -> bool:
-    step = observation.step
-    return step.local_steps <= 1 and step.optimizer == "sgd" and not step.momentum
-
-
 def conv_weight_names(observation: Observation) -> list[str]:
     """Backbone weight tensors (conv/linear kernels, not norms) the update carries, top layer first."""
     names = [n for n, p in observation.model.named_parameters()
@@ -111,7 +93,7 @@ def recover_fc(observation: Observation):
     """(features, labels, LinearRecovery) of fc's input, as the layer-wise attacks start."""
     model = observation.model
     recovery = recover_linear_inputs(observation.update["fc.weight"], observation.update["fc.bias"], observation.num_images,
-                                     one_step=is_one_gradient_step(observation))
+                                     one_step=observation.one_gradient_step)
     features = recovery.inputs.detach()
     if observation.labels is not None or observation.num_images == 1:
         labels = recover_labels(observation)
@@ -162,26 +144,19 @@ class Layerwise(InversionAttack):
             return ((torch.flatten(model.backbone(images), 1) - features).pow(2).sum(1) / norms).mean()
 
         stats = {"clusters_found": recovery.clusters_found, "layer": "fc"}
-        subspace = observation.prior.subspace
-        if subspace is None:  # too few server images for a subspace: pixel-space feature inversion
+        if observation.prior.subspace is None:  # too few server images for a subspace: pixel-space feature inversion
             generator = torch.Generator().manual_seed(self.seed)
             images, loss, ran = invert_features(observation, lambda x: torch.flatten(model.backbone(x), 1), features,
                                                 self.iterations, generator)
             return Reconstruction(images, labels, ran, stats={**stats, "loss": loss, "search": "pixels"})
 
-        posterior = (posterior_for(observation.prior, "fc", lambda x: torch.flatten(model.backbone(x), 1), observation.device)
-                     if is_one_gradient_step(observation) else None)
-        if posterior is not None:  # search around the server's posterior-mean guess, along what it misses
-            low, high = observation.prior.value_range
-            centre = posterior.guess(features).clamp(low, high)
-            candidate = SubspaceImages(observation.num_images, observation.prior, posterior.residual_subspace(),
-                                       observation.device, centre=centre)
-            stats["posterior"] = {**posterior.describe(), "blend": self.posterior_blend}
-        else:
-            candidate = SubspaceImages(observation.num_images, observation.prior, subspace, observation.device)
+        candidate, posterior = search_start(observation, "fc", lambda x: torch.flatten(model.backbone(x), 1), features,
+                                            self.posterior_blend)
+        if posterior is not None:
+            stats["posterior"] = posterior
         refine = int(self.iterations * self.refine_share)
         searched = self.iterations - refine
-        first = int(self.iterations * self.feature_share) if is_one_gradient_step(observation) else searched
+        first = int(self.iterations * self.feature_share) if observation.one_gradient_step else searched
         loss, ran = search_subspace(candidate, feature_loss, first, self.setup)
         stats.update(search="posterior-subspace" if posterior is not None else "subspace",
                      subspace_rank=candidate.subspace.rank)
@@ -198,8 +173,7 @@ class Layerwise(InversionAttack):
         elif refine:
             images = self._refine(images, feature_loss, refine, observation.prior.greyscale)
             ran += refine
-        if posterior is not None:
-            images = blend_with_guess(images, candidate.centre, self.posterior_blend)
+        images = blend_with_guess(images, candidate, self.posterior_blend)
         with torch.no_grad():
             stats["feature_loss"] = float(feature_loss(images))
         return Reconstruction(images.clamp(0, 1), labels, ran, stats={**stats, "loss": loss})

@@ -84,7 +84,7 @@ def recover_linear_inputs(
     chosen: list[torch.Tensor] = []
     taken = torch.zeros(strong.numel(), dtype=torch.bool, device=db.device)
     for tolerance in tolerances:  # keep what a tighter tolerance found; fill only the missing inputs
-        near_found = (distance[:, torch.cat(chosen)] <= tolerance).any(1) if chosen else taken
+        near_found = (distance[:, torch.cat(chosen)] <= tolerance).any(1) if chosen else torch.zeros_like(taken)
         free = [i for i in order if not (taken[i] or near_found[i])]
         for members in _clusters(distance, free, tolerance, db[strong], num - len(chosen), ratios if one_step else None):
             chosen.append(members)

@@ -39,13 +39,12 @@ import torch
 from attacks.inversion.base import INVERSION_METHODS, InversionAttack, Observation, Reconstruction
 from attacks.inversion.feature_inversion import invert_features
 from attacks.inversion.labels import labels_from_bias_pattern
-from attacks.inversion.layerwise import POSTERIOR_BLEND, blend_with_guess, is_one_gradient_step
 from attacks.inversion.linear import LinearRecovery, recover_linear_inputs
 from attacks.inversion.matching import cosine_distance, signed_adam
-from attacks.inversion.posterior import posterior_for
+from attacks.inversion.posterior import POSTERIOR_BLEND, blend_with_guess, search_start
 from attacks.inversion.priors import Candidate, feature_prior_loss, total_variation
 from attacks.inversion.simulate import simulate_update
-from attacks.inversion.subspace import SubspaceImages, SubspaceSetup, search_subspace
+from attacks.inversion.subspace import SubspaceSetup, search_subspace
 
 SHARED = ("shared.weight", "shared.bias")
 
@@ -54,7 +53,7 @@ def recover_shared_inputs(observation: Observation) -> tuple[LinearRecovery, tor
     """Analytic recovery of ``shared``'s inputs and one label per input."""
     model = observation.model
     recovery = recover_linear_inputs(observation.update["shared.weight"], observation.update["shared.bias"], observation.num_images,
-                                     one_step=is_one_gradient_step(observation))
+                                     one_step=observation.one_gradient_step)
     if observation.labels is not None:
         return recovery, observation.labels.to(observation.device)
     labels = labels_from_bias_pattern(model.forward_from_shared_input, model.shared.bias, recovery.inputs,
@@ -133,7 +132,7 @@ class SharedSubspace(InversionAttack):
              "Jeon et al. 2021 (GIAS); Dosovitskiy & Brox 2016 and Wu et al. 2023 (inversions learned on the attacker's data)")
     priors_used = ("box", "greyscale", "server-subspace", "server-mean-init", "server-posterior")
     setup = SubspaceSetup()
-    #: weight of the posterior-mean guess in the returned image (:data:`attacks.inversion.layerwise.POSTERIOR_BLEND`)
+    #: weight of the posterior-mean guess in the returned image (:data:`attacks.inversion.posterior.POSTERIOR_BLEND`)
     posterior_blend = POSTERIOR_BLEND
 
     def reconstruct(self, observation: Observation) -> Reconstruction:
@@ -143,8 +142,7 @@ class SharedSubspace(InversionAttack):
         algebra = fc_input_algebra(model, features)
         stats = {"clusters_found": recovery.clusters_found, "layer": "shared", "fc_input_equations": algebra["equations"],
                  "fc_input_rank": algebra["ranks"], "fc_input_unknowns": algebra["unknowns"]}
-        subspace = observation.prior.subspace
-        if subspace is None:
+        if observation.prior.subspace is None:
             generator = torch.Generator().manual_seed(self.seed)
             images, loss, ran = invert_features(observation, model.shared_input, features, self.iterations, generator)
             return Reconstruction(images, labels, ran, features=features, stats={**stats, "loss": loss, "search": "pixels"})
@@ -153,20 +151,11 @@ class SharedSubspace(InversionAttack):
         def loss_fn(images: torch.Tensor) -> torch.Tensor:
             return ((model.shared_input(images) - features).pow(2).sum(1) / norms).mean()
 
-        # the posterior is learned for one image's features: not for an observed round's mixture
-        posterior = (posterior_for(observation.prior, "shared", model.shared_input, observation.device)
-                     if is_one_gradient_step(observation) else None)
-        if posterior is not None:  # search around the server's posterior-mean guess, along what it misses
-            low, high = observation.prior.value_range
-            candidate = SubspaceImages(observation.num_images, observation.prior, posterior.residual_subspace(),
-                                       observation.device, centre=posterior.guess(features).clamp(low, high))
-            stats["posterior"] = {**posterior.describe(), "blend": self.posterior_blend}
-        else:
-            candidate = SubspaceImages(observation.num_images, observation.prior, subspace, observation.device)
+        candidate, posterior = search_start(observation, "shared", model.shared_input, features, self.posterior_blend)
+        if posterior is not None:
+            stats["posterior"] = posterior
         loss, ran = search_subspace(candidate, loss_fn, self.iterations, self.setup)
         search = "posterior-subspace" if posterior is not None else "subspace"
-        images = candidate().detach()
-        if posterior is not None:
-            images = blend_with_guess(images, candidate.centre, self.posterior_blend)
+        images = blend_with_guess(candidate().detach(), candidate, self.posterior_blend)
         return Reconstruction(images.clamp(0, 1), labels, ran, features=features,
                               stats={**stats, "loss": loss, "search": search, "fc_inputs": algebra["fc_inputs"]})

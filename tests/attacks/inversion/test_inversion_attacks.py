@@ -211,12 +211,17 @@ def test_layerwise_refines_one_step_in_pixels_with_every_gradient(study_case, mr
     assert shared.stats["search"] == "subspace"
 
 
-def test_the_posterior_blend_averages_each_image_with_its_own_guess():
-    from attacks.inversion.layerwise import blend_with_guess
+def test_the_posterior_blend_averages_each_image_with_its_own_guess(study_case):
+    from attacks.inversion.posterior import blend_with_guess
+    from attacks.inversion.subspace import SubspaceImages
 
-    images = torch.zeros(2, 3, 4, 4)
-    guess = torch.stack([torch.ones(1, 4, 4), torch.full((1, 4, 4), 0.5)])
-    blended = blend_with_guess(images, guess, 0.25)
+    _, prior = study_case
+    images = torch.zeros(2, 3, 64, 64)
+    guess = torch.stack([torch.ones(1, 64, 64), torch.full((1, 64, 64), 0.5)])
+    candidate = SubspaceImages(2, prior, prior.subspace, "cpu", centre=guess)
+    blended = blend_with_guess(images, candidate, 0.25)
     assert blended.shape == images.shape
-    assert torch.allclose(blended[0], torch.full((3, 4, 4), 0.25)) and torch.allclose(blended[1], torch.full((3, 4, 4), 0.125))
-    assert torch.equal(blend_with_guess(images, guess, 0.0), images)
+    assert torch.allclose(blended[0], torch.full((3, 64, 64), 0.25)) and torch.allclose(blended[1], torch.full((3, 64, 64), 0.125))
+    assert torch.equal(blend_with_guess(images, candidate, 0.0), images)
+    plain = SubspaceImages(2, prior, prior.subspace, "cpu")  # no guess: nothing to blend
+    assert torch.equal(blend_with_guess(images, plain, 0.5), images)

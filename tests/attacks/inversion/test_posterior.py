@@ -80,8 +80,10 @@ def test_a_residual_subspace_centred_on_each_guess_starts_at_the_guess(fitted):
     centre = torch.rand(2, 1, 64, 64)
     at_zero = subspace.images(torch.zeros(2, subspace.rank), centre)
     assert torch.equal(at_zero, centre)
-    moved = subspace.images(torch.eye(2, subspace.rank), centre)
-    assert not torch.equal(moved[0], moved[1] - centre[1] + centre[0])  # each image moves along its own coefficients
+    moved = subspace.images(torch.eye(2, subspace.rank), centre)  # image n moves along component n from its own centre
+    for n in range(2):
+        step = (subspace.scales[n] * subspace.components[n]).view(1, 64, 64)
+        assert torch.allclose(moved[n], centre[n] + step, atol=1e-6)
 
 
 def test_the_prior_fits_one_posterior_per_layer_and_reports_it(fitted):
