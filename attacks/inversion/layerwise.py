@@ -63,6 +63,7 @@ from attacks.inversion.base import INVERSION_METHODS, InversionAttack, Observati
 from attacks.inversion.feature_inversion import invert_features
 from attacks.inversion.labels import batch_label_counts, labels_from_bias_pattern, recover_labels
 from attacks.inversion.linear import recover_linear_inputs
+from attacks.inversion.local_decoder import MapGeometry
 from attacks.inversion.posterior import POSTERIOR_BLEND, blend_with_guess, search_start
 from attacks.inversion.subspace import SubspaceSetup, search_subspace
 
@@ -151,7 +152,7 @@ class Layerwise(InversionAttack):
             return Reconstruction(images, labels, ran, stats={**stats, "loss": loss, "search": "pixels"})
 
         candidate, posterior = search_start(observation, "fc", lambda x: torch.flatten(model.backbone(x), 1), features,
-                                            self.posterior_blend)
+                                            self.posterior_blend, geometry=MapGeometry.of(model, observation.image_size))
         if posterior is not None:
             stats["posterior"] = posterior
         refine = int(self.iterations * self.refine_share)

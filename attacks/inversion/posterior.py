@@ -15,6 +15,13 @@ back to the null guess). Measured at 64x64 (20 held-out MRI slices, 256 server i
 23.5 dB against 22.1 dB for the layer-wise search and 18.5 dB for the mean image; a small
 CNN decoder trained for 150 s reached 20.7 dB.
 
+Where the features are a spatial map with many cells (``simple``'s fc input from 112x112 up),
+a translation-equivariant local decoder (:mod:`attacks.inversion.local_decoder`) learns from
+every cell of every image, and the guess averages the two, with the decoder's weight and
+ridge chosen on the same two halves. Measured at 224x224 (24 held-out slices, 1,176 server
+images, true fc inputs): mean image 17.13 dB, kernel regression 22.76 dB, local decoder
+22.67 dB, their even average 23.61 dB.
+
 The regression's residuals, measured out of fold on the server's own images, are the part
 the features leave open; their principal components (:meth:`FeaturePosterior.residual_subspace`)
 are where the gradient-matching searches look next, centred on the guess
@@ -28,6 +35,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from attacks.inversion.local_decoder import RIDGES as LOCAL_RIDGES
+from attacks.inversion.local_decoder import LocalDecoder, MapGeometry, NormalEquations
 from attacks.inversion.priors import ImageSubspace
 from attacks.inversion.subspace import SubspaceImages
 
@@ -49,6 +58,8 @@ SELECT_PIXELS = 1024
 #: 0.25 / 0.5 / 0.75 / 1: layerwise 22.66 / 22.99 / 23.09 / 22.93 / 22.55 dB, shared-subspace
 #: 21.92 / 22.31 / 22.48 / 22.38 / 22.06 dB.
 POSTERIOR_BLEND = 0.5
+#: weights of the local decoder in the guess tried out of fold (the rest: the kernel regression)
+LOCAL_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: fewer server images than this: no posterior (the attacks fall back to the plain subspace)
 MIN_IMAGES = 32
 #: features per forward pass when embedding the server's images
@@ -88,15 +99,25 @@ class FeaturePosterior:
     residuals: torch.Tensor  # out-of-fold residuals of the server's images, N x D
     validation_gain_db: float  # out-of-fold PSNR of the guess minus that of the mean image
     residual_subspaces: dict = field(default_factory=dict, repr=False, compare=False)  # per rank, fitted once
+    #: where the features are a spatial map: the local decoder (:mod:`attacks.inversion.local_decoder`)
+    #: and its weight in the guess, chosen out of fold
+    local: LocalDecoder | None = None
+    local_weight: float = 0.0
 
     def describe(self) -> dict:
-        return {"anchors": int(self.anchors.shape[0]), "gamma": self.gamma, "ridge": self.ridge,
-                "validation_gain_db": round(self.validation_gain_db, 2)}
+        described = {"anchors": int(self.anchors.shape[0]), "gamma": self.gamma, "ridge": self.ridge,
+                     "validation_gain_db": round(self.validation_gain_db, 2)}
+        if self.local is not None:
+            described["local_decoder"] = {"neighbourhood": self.local.neighbourhood, "ridge": self.local.ridge,
+                                          "weight": self.local_weight}
+        return described
 
     def guess(self, features: torch.Tensor) -> torch.Tensor:
         """N x C x S x S posterior-mean images (not clamped) for N recovered feature vectors."""
-        kernel = _kernel(_embed(features), self.anchors, self.distance_scale, self.gamma)
-        flat = self.mean + kernel @ self.weights
+        embedded = _embed(features)
+        flat = self.mean + _kernel(embedded, self.anchors, self.distance_scale, self.gamma) @ self.weights
+        if self.local is not None and self.local_weight > 0:
+            flat = (1 - self.local_weight) * flat + self.local_weight * self.local.predict(embedded).double()
         return flat.float().view(-1, *self.shape).to(features.device)
 
     def residual_subspace(self, rank: int = 512) -> ImageSubspace:
@@ -109,11 +130,13 @@ class FeaturePosterior:
     @classmethod
     @torch.no_grad()
     def fit(cls, images: torch.Tensor, features_of: Callable[[torch.Tensor], torch.Tensor], device,
-            greyscale: bool = True, seed: int = 0) -> FeaturePosterior | None:
+            greyscale: bool = True, seed: int = 0, geometry: MapGeometry | None = None) -> FeaturePosterior | None:
         """Fit on the server's images (N x C x S x S in [0, 1]); None below :data:`MIN_IMAGES` images.
 
         The kernel width and ridge are chosen on two halves of the server's images (each half
-        predicts the other), which also gives the out-of-fold residuals.
+        predicts the other), which also gives the out-of-fold residuals. With ``geometry`` (the
+        features are that spatial map) a local decoder is fitted too, and its ridge and weight
+        in the guess are chosen on the same halves.
         """
         images = images.float().cpu()
         if images.shape[0] < MIN_IMAGES:
@@ -140,19 +163,49 @@ class FeaturePosterior:
 
         _, gamma, ridge = _select(fold_data, scale, generator)
 
-        residuals, mean_error, guess_error = [], 0.0, 0.0
+        guesses, truths, mean_error = [], [], 0.0
         for anchors, targets, held, truth in fold_data:
             weights = _solve(anchors, targets, scale, gamma, ridge)
-            guess = targets.mean(0) + _kernel(held, anchors, scale, gamma) @ weights
-            residuals.append(truth - guess)
+            guesses.append(targets.mean(0) + _kernel(held, anchors, scale, gamma) @ weights)
+            truths.append(truth)
             mean_error += float((targets.mean(0) - truth).pow(2).mean())
-            guess_error += float((guess.clamp(0, 1) - truth).pow(2).mean())
+
+        shape = tuple(targets_of(images[:1]).shape[1:])
+        local, local_weight = None, 0.0
+        if geometry is not None and geometry.local:
+            equations = [NormalEquations.of(e, t, geometry, shape[0]) for e, t in zip(embedded_parts, target_parts)]
+            local_ridge, local_weight, guesses = _select_local(equations, fold_data, guesses)
+            local = (equations[0] + equations[1]).decoder(torch.cat(target_parts).mean(0), local_ridge)
+
+        guess_error = sum(_mse(guess, truth) for guess, truth in zip(guesses, truths))
         gain = 10 * torch.log10(torch.tensor(mean_error / max(guess_error, 1e-20))).item()
+        residuals = torch.cat([truth - guess for guess, truth in zip(guesses, truths)])
 
         anchors, targets = torch.cat(embedded_parts), torch.cat(target_parts)
         weights = _solve(anchors, targets, scale, gamma, ridge)
-        shape = tuple(targets_of(images[:1]).shape[1:])
-        return cls(anchors, weights, targets.mean(0), scale, gamma, ridge, shape, torch.cat(residuals), gain)
+        return cls(anchors, weights, targets.mean(0), scale, gamma, ridge, shape, residuals, gain,
+                   local=local, local_weight=local_weight)
+
+
+def _select_local(equations: list[NormalEquations], fold_data, kernel_guesses: list[torch.Tensor]):
+    """(ridge, weight, each fold's combined guesses) of the local decoder, each half predicting the other."""
+    best = None
+    for ridge in LOCAL_RIDGES:
+        local_guesses = [equations[a].decoder(targets.mean(0), ridge).predict(held).double()
+                         for a, (_, targets, held, _) in enumerate(fold_data)]
+        for weight in LOCAL_WEIGHTS:
+            error = sum(_mse(torch.lerp(k, g, weight), truth)
+                        for k, g, (*_, truth) in zip(kernel_guesses, local_guesses, fold_data))
+            if best is None or error < best[0]:
+                best = (error, ridge, weight, local_guesses)
+    _, ridge, weight, local_guesses = best
+    return ridge, weight, [torch.lerp(k, g, weight) for k, g in zip(kernel_guesses, local_guesses)]
+
+
+def _mse(guess: torch.Tensor, truth: torch.Tensor, chunk: int = 64) -> float:
+    """Mean squared error of the clamped guess, a few rows at a time (guesses at 224x224 are 400 MB)."""
+    total = sum(float((g.clamp(0, 1) - t).pow(2).sum()) for g, t in zip(guess.split(chunk), truth.split(chunk)))
+    return total / truth.numel()
 
 
 def _select(fold_data, scale: float, generator: torch.Generator) -> tuple[float, float, float]:
@@ -192,18 +245,18 @@ def _solve(anchors: torch.Tensor, targets: torch.Tensor, scale: float, gamma: fl
 
 
 def posterior_for(prior, layer: str, features_of: Callable[[torch.Tensor], torch.Tensor], device,
-                  seed: int = 0) -> FeaturePosterior | None:
+                  seed: int = 0, geometry: MapGeometry | None = None) -> FeaturePosterior | None:
     """The posterior of ``layer``'s input fitted on ``prior.server_images``, once per prior (it is per attacked model)."""
     if layer not in prior.posteriors:
         server = prior.server_images
         prior.posteriors[layer] = None if server is None else FeaturePosterior.fit(
             server.expand(-1, 3, -1, -1) if prior.greyscale else server, features_of, device,
-            greyscale=prior.greyscale, seed=seed)
+            greyscale=prior.greyscale, seed=seed, geometry=geometry)
     return prior.posteriors[layer]
 
 
 def search_start(observation, layer: str, features_of: Callable[[torch.Tensor], torch.Tensor], features: torch.Tensor,
-                 blend: float = POSTERIOR_BLEND) -> tuple[SubspaceImages, dict | None]:
+                 blend: float = POSTERIOR_BLEND, geometry: MapGeometry | None = None) -> tuple[SubspaceImages, dict | None]:
     """Where a subspace search starts: around the posterior-mean guess of ``features`` when there is one.
 
     Returns the candidate images and the ``posterior`` statistics (None: the plain subspace of
@@ -211,7 +264,7 @@ def search_start(observation, layer: str, features_of: Callable[[torch.Tensor], 
     round (whose ratio mixes many images over many steps) always gets the plain subspace.
     """
     prior = observation.prior
-    posterior = (posterior_for(prior, layer, features_of, observation.device)
+    posterior = (posterior_for(prior, layer, features_of, observation.device, geometry=geometry)
                  if observation.one_gradient_step else None)
     if posterior is None:
         return SubspaceImages(observation.num_images, prior, prior.subspace, observation.device), None

@@ -14,6 +14,12 @@ from privfed.models.head import he_init
 
 
 class SimpleBackbone(nn.Module):
+    #: pixels between neighbouring cells of :meth:`feature_map` and the centre of cell (0, 0)'s
+    #: receptive field (conv k3, pool 3, conv k3, conv k3, pool 3: cell i sees rows 9i to 9i + 22),
+    #: for attacks that decode the map locally (attacks/inversion/local_decoder.py)
+    map_stride = 9
+    map_centre = 11
+
     def __init__(self) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 16, kernel_size=3)
@@ -24,11 +30,13 @@ class SimpleBackbone(nn.Module):
         for conv in (self.conv1, self.conv2, self.conv3):
             he_init(conv)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.act(self.conv1(x)))
         x = self.act(self.conv2(x))
-        x = self.pool(self.act(self.conv3(x)))
-        return torch.flatten(x, 1)
+        return self.pool(self.act(self.conv3(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.feature_map(x), 1)
 
 
 def simple_feature_side(image_size: int) -> int:
