@@ -93,3 +93,35 @@ def test_the_prior_fits_one_posterior_per_layer_and_reports_it(fitted):
     first = posterior_for(prior, "fc", features_of, "cpu")
     assert posterior_for(prior, "fc", lambda x: 1 / 0, "cpu") is first  # cached: not fitted twice
     assert prior.fitted()["posterior"]["fc"]["anchors"] == first.anchors.shape[0]
+
+
+def test_the_subspace_is_the_same_whether_its_gram_matrix_is_summed_in_pixel_blocks_or_at_once(monkeypatch, mri):
+    """The blocks only bound memory (a float64 copy of a 224x224 residual set is 1.9 GB); the components must not move."""
+    from attacks.inversion import priors
+
+    images, _ = mri(12, size=32)
+    flat = images[:, :1].flatten(1)
+    monkeypatch.setattr(priors, "PIXEL_BLOCK", 10**9)
+    mean, components, scales = ImageSubspace._svd(flat, rank=8)
+    monkeypatch.setattr(priors, "PIXEL_BLOCK", 100)  # 1,024 pixels in 11 uneven blocks
+    mean_b, components_b, scales_b = ImageSubspace._svd(flat, rank=8)
+    assert torch.equal(mean, mean_b) and torch.allclose(scales, scales_b, rtol=1e-6)
+    signs = (components * components_b).sum(1).sign()[:, None]  # eigenvectors are defined up to sign
+    assert torch.allclose(components, signs * components_b, atol=1e-5)
+    assert torch.allclose(components @ components.t(), torch.eye(8), atol=1e-4)  # orthonormal, as PCA's must be
+
+
+def test_a_few_colour_cast_slices_do_not_make_an_mri_collection_colour_data(mri):
+    """45 of 5,538 brain-MRI slices carry a colour cast: the server's prior must stay greyscale."""
+    from attacks.inversion.priors import GREYSCALE_SHARE, greyscale_share
+
+    images, _ = mri(40, size=32)
+    images = images.clone()
+    images[0, 0] = (images[0, 0] * 0.9).clamp(0, 1)  # one slice with a cast in its red channel
+    assert greyscale_share(images) == 39 / 40 >= GREYSCALE_SHARE
+    prior = ImagePrior.from_server_images(images)
+    assert prior.greyscale and prior.server_images.shape[1] == 1
+    assert torch.allclose(prior.server_images[0], images[0].mean(0, keepdim=True))  # the exception as its channel mean
+    colour = images.clone()
+    colour[:, 1] = colour[:, 1] * 0.5  # every slice tinted: colour data
+    assert not ImagePrior.from_server_images(colour).greyscale
