@@ -68,6 +68,12 @@ class MapGeometry:
         without it, +4.66 dB with it, at three times the fitting time."""
         return self.side >= 2 * NEIGHBOURHOOD
 
+    @property
+    def grid(self) -> int:
+        """Cells per side of the padded grid whose blocks tile the image."""
+        before, after, _ = self.layout()
+        return self.side + before + after
+
     def layout(self) -> tuple[int, int, int]:
         """(cells added before the map, cells added after it, image rows padded on top) so blocks tile the image."""
         first = self.centre - self.stride // 2  # first row of cell 0's block
@@ -78,7 +84,7 @@ class MapGeometry:
 
 @dataclass
 class LocalDecoder:
-    """``image = mean + fold(blocks)``, each block linear in the square-rooted features of the cells around it."""
+    """``image = mean + fold(blocks)``, each block linear in the features (and their square roots) of the cells around it."""
 
     geometry: MapGeometry
     neighbourhood: int
@@ -115,9 +121,8 @@ def blocks(images: torch.Tensor, geometry: MapGeometry, image_channels: int) -> 
     bottom 8 of 234 rows); the pixels outside are fitted as the mean image (zero, centred),
     which biases those cells' weights slightly towards it. Exact masking would need one
     system per phase; on MRI the border is background, where the mean image is right."""
-    before, after, top = geometry.layout()
-    span = (geometry.side + before + after) * geometry.stride
-    size = geometry.image_size
+    top = geometry.layout()[2]
+    span, size = geometry.grid * geometry.stride, geometry.image_size
     padded = F.pad(images.reshape(-1, image_channels, size, size), (top, span - size - top, top, span - size - top))
     columns = F.unfold(padded, geometry.stride, stride=geometry.stride)  # N x (c s s) x cells
     return columns.transpose(1, 2).reshape(-1, columns.shape[1])
@@ -125,11 +130,9 @@ def blocks(images: torch.Tensor, geometry: MapGeometry, image_channels: int) -> 
 
 def assemble(rows: torch.Tensor, n: int, geometry: MapGeometry, image_channels: int) -> torch.Tensor:
     """The inverse of :func:`blocks`: N x D flattened images."""
-    before, after, top = geometry.layout()
-    cells = _cells(geometry)
-    span = (geometry.side + before + after) * geometry.stride
-    size = geometry.image_size
-    columns = rows.reshape(n, cells, -1).transpose(1, 2)
+    top = geometry.layout()[2]
+    span, size = geometry.grid * geometry.stride, geometry.image_size
+    columns = rows.reshape(n, geometry.grid**2, -1).transpose(1, 2)
     padded = F.fold(columns, (span, span), geometry.stride, stride=geometry.stride)
     return padded[:, :, top : top + size, top : top + size].reshape(n, -1)
 
@@ -138,7 +141,7 @@ def assemble(rows: torch.Tensor, n: int, geometry: MapGeometry, image_channels: 
 class NormalEquations:
     """Sums over (image, cell) rows: X^T X, X^T Y for uncentred targets, and each cell's sum of X.
 
-    The per-cell sums let :meth:`centred` subtract any mean image afterwards, so two folds'
+    The per-cell sums let :meth:`decoder` subtract any mean image afterwards, so two folds'
     sums add up to the final fit's exactly, whatever mean each is centred on.
     """
 
@@ -157,7 +160,7 @@ class NormalEquations:
         for start in range(0, len(embedded), CHUNK):
             x = design(embedded[start : start + CHUNK].float(), geometry, neighbourhood)
             y = blocks(targets[start : start + CHUNK].float(), geometry, image_channels)
-            parts = ((x.T @ x).double(), (x.T @ y).double(), x.view(-1, _cells(geometry), x.shape[1]).sum(0).double())
+            parts = ((x.T @ x).double(), (x.T @ y).double(), x.view(-1, geometry.grid**2, x.shape[1]).sum(0).double())
             xtx, xty, cell_sums = parts if xtx is None else (xtx + parts[0], xty + parts[1], cell_sums + parts[2])
         return cls(xtx, xty, cell_sums, geometry, image_channels, neighbourhood)
 
@@ -175,7 +178,3 @@ class NormalEquations:
         weights = torch.linalg.solve(system, xty).float()
         return LocalDecoder(self.geometry, self.neighbourhood, weights, mean.float(), ridge, self.image_channels)
 
-
-def _cells(geometry: MapGeometry) -> int:
-    before, after, _ = geometry.layout()
-    return (geometry.side + before + after) ** 2
