@@ -19,7 +19,10 @@ does it for convolutions. Here:
    over the null before; +5.3 dB with the search alone (20 slices, 256 server images);
    +6.0 dB, every slice identified, with the average and 1,176 server images (24 slices).
    At 224x224 fc's input is a 23 x 23 map, and the guess also averages in a local decoder
-   of it (:mod:`attacks.inversion.local_decoder`): +4.9 -> +6.3 dB on 4 slices; +7.4 dB on 8.
+   of it (:mod:`attacks.inversion.local_decoder`): +4.9 -> +6.3 dB on 4 slices; +7.4 dB on 8;
+   +9.5 dB with the convolutional decoder of :mod:`attacks.inversion.conv_decoder`, whose
+   guess the search's result no longer beats (it gets weight
+   :data:`attacks.inversion.posterior.CONV_POSTERIOR_BLEND` in the returned image).
    Only for one gradient step: the posterior is learned for one image's features, and an
    observed round's fc ratio mixes hundreds of images over many Adam steps (there, with the
    one-step clustering too, it measured worse than the plain subspace: quick study, FedAvg's
@@ -176,7 +179,7 @@ class Layerwise(InversionAttack):
         elif refine:
             images = self._refine(images, feature_loss, refine, observation.prior.greyscale)
             ran += refine
-        images = blend_with_guess(images, candidate, self.posterior_blend)
+        images = blend_with_guess(images, candidate, posterior["blend"] if posterior is not None else self.posterior_blend)
         with torch.no_grad():
             stats["feature_loss"] = float(feature_loss(images))
         return Reconstruction(images.clamp(0, 1), labels, ran, stats={**stats, "loss": loss})

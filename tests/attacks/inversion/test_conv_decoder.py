@@ -1,0 +1,92 @@
+"""The convolutional decoder: it starts as the linear one, learns what that misses on real slices, and is seeded."""
+
+from __future__ import annotations
+
+import torch
+
+from attacks.inversion import posterior as posterior_module
+from attacks.inversion.conv_decoder import ConvDecoder, ResidualNet
+from attacks.inversion.local_decoder import MapGeometry, NormalEquations
+from attacks.inversion.posterior import FeaturePosterior, _embed
+from attacks.metrics import psnr
+from privfed.models import build_model
+
+#: PSNR the trained network adds to the linear decoder on 12 unseen slices at 128x128 (128 server
+#: images, 8 epochs; the linear decoder 24.35 dB); measured +1.04 dB (+0.51 after 4 epochs)
+CONV_FLOOR_DB = 0.5
+
+
+def simple(size: int):
+    torch.manual_seed(0)
+    return build_model("simple", num_classes=2, image_size=size, shared_width=1024).eval()
+
+
+def linear_decoder(model, size: int, train: torch.Tensor):
+    geometry = MapGeometry.of(model, size)
+    with torch.no_grad():
+        embedded = _embed(torch.flatten(model.backbone(train), 1))
+    grey = train[:, :1].flatten(1)
+    return NormalEquations.of(embedded, grey, geometry, 1).decoder(grey.mean(0), ridge=1e-3), embedded, grey
+
+
+def test_an_untrained_network_is_the_linear_decoder(server):
+    model, size = simple(112), 112
+    local, embedded, _ = linear_decoder(model, size, server(size)[:16])
+    untrained = ConvDecoder(local, ResidualNet(local.geometry, 1), epochs=0)
+    assert torch.allclose(untrained.predict(embedded[:4]), local.predict(embedded[:4]).double())
+
+
+def test_training_learns_what_the_linear_decoder_misses_on_unseen_slices(server, mri):
+    model, size = simple(128), 128
+    train = server(size)
+    local, embedded, grey = linear_decoder(model, size, train)
+    images, _ = mri(12, size=size, seed=3)
+    with torch.no_grad():
+        held = _embed(torch.flatten(model.backbone(images), 1))
+    conv = ConvDecoder.train(local, embedded, grey, "cpu", seed=0, epochs=8)
+
+    def mean_psnr(flat):
+        guesses = flat.float().view(-1, 1, size, size).clamp(0, 1).expand(-1, 3, -1, -1)
+        return sum(psnr(g, image) for g, image in zip(guesses, images)) / len(images)
+
+    assert mean_psnr(conv.predict(held)) - mean_psnr(local.predict(held)) > CONV_FLOOR_DB
+
+
+def test_training_is_deterministic_per_seed(server):
+    model, size = simple(112), 112
+    local, embedded, grey = linear_decoder(model, size, server(size)[:32])
+    first, second, other = (ConvDecoder.train(local, embedded, grey, "cpu", seed=s, epochs=1) for s in (0, 0, 1))
+    assert all(torch.equal(a, b) for a, b in zip(first.net.state_dict().values(), second.net.state_dict().values()))
+    assert not torch.equal(first.net.body[0].weight, other.net.body[0].weight)
+
+
+def test_the_posterior_keeps_the_network_where_it_beats_the_local_decoder_held_out(server, monkeypatch):
+    """Kept here (measured held out: +4.61 dB over the mean image against +4.38 without), and then it is the guess."""
+    monkeypatch.setattr(posterior_module, "MAX_COPIES", 1)
+    monkeypatch.setattr("attacks.inversion.conv_decoder.EPOCHS", 4)
+    model, size = simple(112), 112
+    train = server(size)
+    assert len(train) >= posterior_module.CONV_MIN_IMAGES
+
+    def features_of(x):
+        return torch.flatten(model.backbone(x), 1)
+
+    fitted = FeaturePosterior.fit(train, features_of, "cpu", seed=0, geometry=MapGeometry.of(model, size))
+    scores = fitted.describe()["conv_decoder"]
+    assert scores["held_out_gain_db"] > scores["held_out_gain_db_without"]
+    assert scores["held_out"] >= 8 and 0 < scores["weight"] <= 1
+    embedded = _embed(features_of(train[:2]))
+    kernel = fitted.mean + posterior_module._kernel(embedded, fitted.anchors, fitted.distance_scale, fitted.gamma) @ fitted.weights
+    expected = torch.lerp(kernel, fitted.conv.predict(embedded), fitted.conv_weight)
+    assert torch.allclose(fitted.guess(features_of(train[:2])).flatten(1).double(), expected.float().double(), atol=1e-5)
+
+
+def test_a_network_no_better_held_out_is_dropped(server, monkeypatch):
+    """An untrained network is exactly the linear decoder: it ties with it held out, and a tie is not kept."""
+    monkeypatch.setattr(posterior_module, "MAX_COPIES", 1)
+    monkeypatch.setattr(ConvDecoder, "train", classmethod(
+        lambda cls, local, *args, **kwargs: cls(local, ResidualNet(local.geometry, local.image_channels), 0)))
+    model, size = simple(112), 112
+    fitted = FeaturePosterior.fit(server(size), lambda x: torch.flatten(model.backbone(x), 1), "cpu", seed=0,
+                                  geometry=MapGeometry.of(model, size))
+    assert fitted.conv is None and "conv_decoder" not in fitted.describe() and fitted.local is not None
