@@ -20,7 +20,7 @@ does it for convolutions. Here:
    +6.0 dB, every slice identified, with the average and 1,176 server images (24 slices).
    At 224x224 fc's input is a 23 x 23 map, and the guess also averages in a local decoder
    of it (:mod:`attacks.inversion.local_decoder`): +4.9 -> +6.3 dB on 4 slices; +7.4 dB on 8;
-   +9.5 dB with the convolutional decoder of :mod:`attacks.inversion.conv_decoder`, whose
+   +9.8 dB with the convolutional decoder of :mod:`attacks.inversion.conv_decoder`, whose
    guess the search's result no longer beats (it gets weight
    :data:`attacks.inversion.posterior.CONV_POSTERIOR_BLEND` in the returned image).
    Only for one gradient step: the posterior is learned for one image's features, and an
