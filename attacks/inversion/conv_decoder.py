@@ -29,10 +29,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from attacks.inversion.local_decoder import LocalDecoder, MapGeometry, assemble
+from attacks.inversion.local_decoder import POWERS, LocalDecoder, MapGeometry, assemble, cell_maps
 
 #: hidden 3 x 3 convolutions and their channels, passes over the training images, images per
 #: Adam step, and the peak of the one-cycle learning rate (measured at 224x224, see the module docstring)
@@ -48,12 +47,12 @@ CHUNK = 16
 
 
 class ResidualNet(nn.Module):
-    """Cells' square-rooted features and their squares in, each cell's ``stride x stride`` block of pixels out."""
+    """Cells' square-rooted features and their powers in (as the linear decoder's), each cell's ``stride x stride`` block of pixels out."""
 
     def __init__(self, geometry: MapGeometry, image_channels: int, width: int = WIDTH, depth: int = DEPTH) -> None:
         super().__init__()
         self.geometry, self.image_channels = geometry, image_channels
-        inputs = 2 * geometry.channels
+        inputs = len(POWERS) * geometry.channels
         self.register_buffer("centre", torch.zeros(1, inputs, 1, 1))
         self.register_buffer("scale", torch.ones(1, inputs, 1, 1))
         layers: list[nn.Module] = []
@@ -63,16 +62,9 @@ class ResidualNet(nn.Module):
         nn.init.zeros_(self.body[-1].weight)  # starts as the linear decoder
         nn.init.zeros_(self.body[-1].bias)
 
-    def maps(self, embedded: torch.Tensor) -> torch.Tensor:
-        """N x (2C) x grid x grid: the map, its squares, zero on the cells padded around it."""
-        g = self.geometry
-        before, after, _ = g.layout()
-        maps = embedded.reshape(-1, g.channels, g.side, g.side)
-        return F.pad(torch.cat([maps, maps * maps], 1), (before, after, before, after))
-
     def forward(self, embedded: torch.Tensor) -> torch.Tensor:
         """N x D flattened residual images from N x F embedded features."""
-        out = self.body((self.maps(embedded) - self.centre) / self.scale)
+        out = self.body((cell_maps(embedded, self.geometry) - self.centre) / self.scale)
         rows = out.permute(0, 2, 3, 1).reshape(-1, out.shape[1])
         return assemble(rows, len(embedded), self.geometry, self.image_channels)
 
@@ -113,7 +105,7 @@ class ConvDecoder:
             net = ResidualNet(local.geometry, local.image_channels, width, depth)
         embedded = embedded.float()
         with torch.no_grad():
-            sample = net.maps(embedded[:NORMALISATION_IMAGES])
+            sample = cell_maps(embedded[:NORMALISATION_IMAGES], local.geometry)
             net.centre.copy_(sample.mean((0, 2, 3), keepdim=True))
             net.scale.copy_(sample.std((0, 2, 3), keepdim=True) + 1e-6)
             residuals = targets.float() - local.predict(embedded).float()

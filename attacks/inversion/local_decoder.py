@@ -102,14 +102,18 @@ class LocalDecoder:
         return self.mean.to(self.weights) + torch.cat(out)
 
 
-def design(embedded: torch.Tensor, geometry: MapGeometry, neighbourhood: int) -> torch.Tensor:
-    """One row per (image, cell of the padded grid): the k x k cells around it, then a 1."""
+def cell_maps(embedded: torch.Tensor, geometry: MapGeometry, margin: int = 0) -> torch.Tensor:
+    """N x (C * powers) x side' x side': each cell's features to each of :data:`POWERS`, zero on the
+    cells padded around the map to make the grid whose blocks tile the image, and ``margin`` more."""
     before, after, _ = geometry.layout()
     maps = embedded.reshape(-1, geometry.channels, geometry.side, geometry.side)
     maps = torch.cat([maps**power for power in POWERS], 1)
-    half = neighbourhood // 2
-    maps = F.pad(maps, (half + before, half + after, half + before, half + after))
-    columns = F.unfold(maps, neighbourhood)  # N x (C k k) x cells
+    return F.pad(maps, (margin + before, margin + after, margin + before, margin + after))
+
+
+def design(embedded: torch.Tensor, geometry: MapGeometry, neighbourhood: int) -> torch.Tensor:
+    """One row per (image, cell of the padded grid): the k x k cells around it, then a 1."""
+    columns = F.unfold(cell_maps(embedded, geometry, neighbourhood // 2), neighbourhood)  # N x (C k k) x cells
     rows = columns.transpose(1, 2).reshape(-1, columns.shape[1])
     return torch.cat([rows, torch.ones(len(rows), 1, dtype=rows.dtype, device=rows.device)], 1)
 
