@@ -47,7 +47,7 @@ CHUNK = 16
 
 
 class ResidualNet(nn.Module):
-    """Cells' square-rooted features and their powers in (as the linear decoder's), each cell's ``stride x stride`` block of pixels out."""
+    """Each cell's features to the linear decoder's powers in, the cell's ``stride x stride`` block of pixels out."""
 
     def __init__(self, geometry: MapGeometry, image_channels: int, width: int = WIDTH, depth: int = DEPTH) -> None:
         super().__init__()

@@ -156,6 +156,7 @@ class SharedSubspace(InversionAttack):
             stats["posterior"] = posterior
         loss, ran = search_subspace(candidate, loss_fn, self.iterations, self.setup)
         search = "posterior-subspace" if posterior is not None else "subspace"
-        images = blend_with_guess(candidate().detach(), candidate, posterior["blend"] if posterior is not None else self.posterior_blend)
+        blend = posterior["blend"] if posterior is not None else self.posterior_blend
+        images = blend_with_guess(candidate().detach(), candidate, blend)
         return Reconstruction(images.clamp(0, 1), labels, ran, features=features,
                               stats={**stats, "loss": loss, "search": search, "fc_inputs": algebra["fc_inputs"]})
