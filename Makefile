@@ -9,6 +9,7 @@ EXTRAS ?= dev,flower,simulation
 .PHONY: install demo test bench clean
 
 $(STAMP): pyproject.toml
+	@test -x $(BIN)/python || bash scripts/check_disk.sh .
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
