@@ -119,8 +119,9 @@ class FeaturePosterior:
     #: and its weight in the guess, chosen out of fold
     local: LocalDecoder | None = None
     local_weight: float = 0.0
-    #: where trained, the convolutional decoder (it contains the local one and replaces it in the
-    #: guess), its weight and its PSNR gain over the mean image on the held-out server images
+    #: where kept, the convolutional decoder (it contains the local one and replaces it in the
+    #: guess) and its weight; where trained, kept or not, what was trained and its PSNR gain over
+    #: the mean image on the held-out server images, with and without it
     conv: ConvDecoder | None = None
     conv_weight: float = 0.0
     conv_holdout: dict | None = None
@@ -131,8 +132,8 @@ class FeaturePosterior:
         if self.local is not None:
             described["local_decoder"] = {"neighbourhood": self.local.neighbourhood, "ridge": self.local.ridge,
                                           "weight": self.local_weight}
-        if self.conv is not None:
-            described["conv_decoder"] = {**self.conv.describe(), "weight": self.conv_weight, **(self.conv_holdout or {})}
+        if self.conv_holdout is not None:  # a dropped network is reported too: its absence is a result
+            described["conv_decoder"] = {**self.conv_holdout, "kept": self.conv is not None, "weight": self.conv_weight}
         return described
 
     def guess(self, features: torch.Tensor) -> torch.Tensor:
@@ -242,12 +243,13 @@ def _fit_conv(local: LocalDecoder, fold_local: LocalDecoder, embedded_parts, tar
 
     error, weight = best(conv.with_local(fold_local).predict(embedded_parts[1][held]))
     before, _ = best(fold_local.predict(embedded_parts[1][held]).double())
-    if error >= before:
-        return None, 0.0, None
     mean_error = float((targets.mean(0) - truth).pow(2).mean())
-    return conv, weight, {"held_out": len(held),
-                          "held_out_gain_db": round(10 * math.log10(mean_error / max(error, 1e-20)), 2),
-                          "held_out_gain_db_without": round(10 * math.log10(mean_error / max(before, 1e-20)), 2)}
+    scores = {**conv.describe(), "held_out": len(held),
+              "held_out_gain_db": round(10 * math.log10(mean_error / max(error, 1e-20)), 2),
+              "held_out_gain_db_without": round(10 * math.log10(mean_error / max(before, 1e-20)), 2)}
+    if not error < before:  # a tie (an untrained network) or NaN (a diverged one) is dropped
+        return None, 0.0, scores
+    return conv, weight, scores
 
 
 def _select_local(equations: list[NormalEquations], fold_data, kernel_guesses: list[torch.Tensor]):

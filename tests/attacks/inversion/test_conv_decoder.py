@@ -83,7 +83,7 @@ def test_the_posterior_keeps_the_network_where_it_beats_the_local_decoder_held_o
 
     fitted = FeaturePosterior.fit(train, features_of, "cpu", seed=0, geometry=MapGeometry.of(model, size))
     scores = fitted.describe()["conv_decoder"]
-    assert scores["held_out_gain_db"] > scores["held_out_gain_db_without"]
+    assert scores["kept"] is True and scores["held_out_gain_db"] > scores["held_out_gain_db_without"]
     assert scores["held_out"] >= 8 and 0 < scores["weight"] <= 1
     embedded = _embed(features_of(train[:2]))
     kernel = fitted.mean + posterior_module._kernel(embedded, fitted.anchors, fitted.distance_scale, fitted.gamma) @ fitted.weights
@@ -99,4 +99,7 @@ def test_a_network_no_better_held_out_is_dropped(server, monkeypatch):
     model, size = simple(112), 112
     fitted = FeaturePosterior.fit(server(size), lambda x: torch.flatten(model.backbone(x), 1), "cpu", seed=0,
                                   geometry=MapGeometry.of(model, size))
-    assert fitted.conv is None and "conv_decoder" not in fitted.describe() and fitted.local is not None
+    assert fitted.conv is None and fitted.local is not None
+    dropped = fitted.describe()["conv_decoder"]  # reported, so a reader sees it was tried and why it is not used
+    assert dropped["kept"] is False and dropped["weight"] == 0.0
+    assert dropped["held_out_gain_db"] == dropped["held_out_gain_db_without"]
