@@ -244,9 +244,11 @@ def _fit_conv(local: LocalDecoder, fold_local: LocalDecoder, embedded_parts, tar
     error, weight = best(conv.with_local(fold_local).predict(embedded_parts[1][held]))
     before, _ = best(fold_local.predict(embedded_parts[1][held]).double())
     mean_error = float((targets.mean(0) - truth).pow(2).mean())
-    scores = {**conv.describe(), "held_out": len(held),
-              "held_out_gain_db": round(10 * math.log10(mean_error / max(error, 1e-20)), 2),
-              "held_out_gain_db_without": round(10 * math.log10(mean_error / max(before, 1e-20)), 2)}
+    def gain_db(mse: float) -> float | None:  # None where a diverged network's error is NaN: JSON has no NaN
+        return round(10 * math.log10(mean_error / max(mse, 1e-20)), 2) if math.isfinite(mse) else None
+
+    scores = {**conv.describe(), "held_out": len(held), "held_out_gain_db": gain_db(error),
+              "held_out_gain_db_without": gain_db(before)}
     if not error < before:  # a tie (an untrained network) or NaN (a diverged one) is dropped
         return None, 0.0, scores
     return conv, weight, scores
