@@ -71,7 +71,7 @@ def test_no_input_channel_is_blown_up_past_the_scale_floor(server):
 
 
 def test_training_keeps_the_epoch_of_lowest_loss_when_a_run_breaks_down(server, monkeypatch):
-    """At a learning rate far too high the loss blows up after the first epoch; the first epoch's weights are returned."""
+    """At a learning rate far too high the loss blows up; an earlier epoch's finite weights are returned."""
     model, size = simple(112), 112
     local, embedded, grey = linear_decoder(model, size, server(size)[:32])
     monkeypatch.setattr("attacks.inversion.conv_decoder.LEARNING_RATE", 3.0)
