@@ -14,6 +14,8 @@ knowledge init: the server initialised the client, so it knows the weights exact
   server images, matched the same way), with its 95% interval, exactly as the runner scores
   rows (:func:`attacks.inversion.runner.leakage_fields`);
 * identification top-1 among the attacked images plus as many other held-out images, and chance;
+* where the guess used the convolutional decoder: whether it was kept, its held-out gain and
+  the epoch whose weights were kept (``conv.kept``, ``conv.held``, ``conv.best`` in the notes);
 * seconds per attacked update (all in one process, ``--threads`` threads) and the budget
   (``iterations``) each method ran.
 
@@ -149,6 +151,11 @@ def _bench_case(size: int, batch: int, methods: list[str], args) -> None:
                         found = rec.stats["fc_inputs"]
                         notes.append(("fc.err", float((found - fc_true).norm() / fc_true.norm())))
                         notes.append(("fc.eqs", rec.stats["fc_input_rank"][0] / rec.stats["fc_input_unknowns"]))
+                conv = ((rec.stats.get("posterior") or {}).get("conv_decoder")
+                        if isinstance(rec.stats.get("posterior"), dict) else None)
+                if conv:  # the network behind the guess: kept or not, its held-out gain and kept epoch
+                    notes += [("conv.kept", float(conv["kept"])), ("conv.held", conv["held_out_gain_db"] or float("nan")),
+                              ("conv.best", conv["best_epoch"] or 0)]
                 if "clusters_found" in rec.stats and rec.stats["clusters_found"] is not None:
                     notes.append(("found", rec.stats["clusters_found"] / batch))
             seconds.append(time.perf_counter() - start)

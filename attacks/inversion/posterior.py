@@ -219,7 +219,7 @@ class FeaturePosterior:
 
 
 def _fit_conv(local: LocalDecoder, fold_local: LocalDecoder, embedded_parts, target_parts, originals: int,
-              kernel_guesses: torch.Tensor, truth: torch.Tensor, device, seed: int):
+              kernel_guesses: torch.Tensor, truth: torch.Tensor, device, seed: int, **train_options):
     """(decoder or None, weight, held-out scores): the convolutional decoder, kept only if it beats the local one held out.
 
     The network is trained on every server image but the last :data:`CONV_HOLDOUT` share of
@@ -227,6 +227,7 @@ def _fit_conv(local: LocalDecoder, fold_local: LocalDecoder, embedded_parts, tar
     averaged with the kernel regression at each of :data:`CONV_WEIGHTS`, each side predicting
     out of fold (the kernel regression and the linear decoder under the network fitted on the
     first half alone); the network is kept only if its best beats the linear decoder's best.
+    ``train_options`` go to :meth:`ConvDecoder.train` (bench/conv_decoder.py compares schedules).
     """
     copies = len(embedded_parts[1]) // originals
     held = torch.arange(originals - max(8, int(CONV_HOLDOUT * 2 * originals)), originals)
@@ -235,7 +236,7 @@ def _fit_conv(local: LocalDecoder, fold_local: LocalDecoder, embedded_parts, tar
     keep[rows] = False
     embedded = torch.cat([embedded_parts[0], embedded_parts[1][keep]])
     targets = torch.cat([target_parts[0], target_parts[1][keep]])
-    conv = ConvDecoder.train(local, embedded, targets, device, seed=seed)
+    conv = ConvDecoder.train(local, embedded, targets, device, seed=seed, **train_options)
     truth, kernel_guesses = truth[held], kernel_guesses[held]
 
     def best(guesses: torch.Tensor) -> tuple[float, float]:

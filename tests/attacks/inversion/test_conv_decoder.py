@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from attacks.inversion import posterior as posterior_module
-from attacks.inversion.conv_decoder import SCALE_FLOOR, ConvDecoder, ResidualNet
+from attacks.inversion.conv_decoder import CLIP, CLIP_MOMENTUM, SCALE_FLOOR, ConvDecoder, ResidualNet, _clip_relative
 from attacks.inversion.local_decoder import MapGeometry, NormalEquations, cell_maps
 from attacks.inversion.posterior import FeaturePosterior, _embed
 from attacks.metrics import psnr
@@ -68,6 +68,36 @@ def test_no_input_channel_is_blown_up_past_the_scale_floor(server):
     assert float(scale.min()) >= SCALE_FLOOR * float(scale.median()) - 1e-5
     spread = cell_maps(embedded.float(), local.geometry).std((0, 2, 3))
     assert float(spread.min()) < SCALE_FLOOR * float(spread.median())  # the floor binds on this model
+
+
+def test_a_gradient_spike_is_cut_to_the_clip_factor_times_the_running_norm():
+    """Hand-computed: gradients 6 and 8 have norm 10; against a running norm of 1 at factor 2 they are cut to norm 2."""
+    a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+
+    def spike():
+        a.grad, b.grad = torch.tensor([6.0]), torch.tensor([8.0])
+
+    spike()
+    assert float(_clip_relative([a, b], None, 2.0, active=True)) == 10.0  # the first step only measures
+    assert float(a.grad) == 6.0
+    running = _clip_relative([a, b], torch.tensor(1.0), 2.0, active=False)  # warm-up: measured, not cut
+    assert float(a.grad) == 6.0 and abs(float(running) - (1 + (1 - CLIP_MOMENTUM) * 9)) < 1e-6
+    running = _clip_relative([a, b], torch.tensor(1.0), 2.0, active=True)
+    assert torch.allclose(torch.cat([a.grad, b.grad]), torch.tensor([1.2, 1.6]))
+    assert abs(float(running) - (1 + (1 - CLIP_MOMENTUM) * 1)) < 1e-6  # the cut norm, not the spike, enters the mean
+    spike()
+    small = _clip_relative([a, b], torch.tensor(100.0), 2.0, active=True)  # under the limit: untouched
+    assert float(a.grad) == 6.0 and float(small) < 100.0
+
+
+def test_the_result_says_how_the_network_was_trained(server):
+    """Schedule, cut and each epoch's loss are in the result; the kept epoch is the one of lowest loss."""
+    model, size = simple(112), 112
+    local, embedded, grey = linear_decoder(model, size, server(size)[:32])
+    described = ConvDecoder.train(local, embedded, grey, "cpu", seed=0, epochs=3, learning_rate=1e-3).describe()
+    assert described["learning_rate"] == 1e-3 and described["clip"] == CLIP > 0
+    losses = described["loss_by_epoch"]
+    assert len(losses) == 3 and described["best_epoch"] == 1 + losses.index(min(losses))
 
 
 def test_training_keeps_the_epoch_of_lowest_loss_when_a_run_breaks_down(server, monkeypatch):
