@@ -14,6 +14,7 @@ knowledge init: the server initialised the client, so it knows the weights exact
   server images, matched the same way), with its 95% interval, exactly as the runner scores
   rows (:func:`attacks.inversion.runner.leakage_fields`);
 * identification top-1 among the attacked images plus as many other held-out images, and chance;
+* with ``--per-slice``, each slice's id, PSNR, both null guesses' PSNR and its identification rank;
 * where the guess used the convolutional decoder: whether it was kept, its held-out gain and
   the epoch whose weights were kept (``conv.kept``, ``conv.held``, ``conv.best`` in the notes);
 * seconds per attacked update (all in one process, ``--threads`` threads) and the budget
@@ -91,6 +92,8 @@ def main() -> int:
     parser.add_argument("--against", choices=["breaching"], default=None)
     parser.add_argument("--breaching-iterations", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--per-slice", action="store_true",
+                        help="also print each attacked slice's PSNR and its null's, to compare slice sets")
     parser.add_argument("--server-images", type=int, default=SERVER_IMAGES,
                         help="server images the priors are fitted on (the runner uses up to 1,200)")
     args = parser.parse_args()
@@ -173,6 +176,11 @@ def _bench_case(size: int, batch: int, methods: list[str], args) -> None:
               f"{fields['gain_db']:+6.2f} [{ci[0]:+6.2f},{ci[1]:+6.2f}] {np.mean([r['ssim'] for r in merged.rows]):5.3f} "
               f"{fields['identification_top1']:5.2f} {fields['identification_chance']:6.3f} {np.mean(seconds):6.1f} {iterations:6d}  {note}",
               flush=True)
+        if args.per_slice:  # both null guesses: the gain above takes the one stronger on average
+            mean_nulls = merged.null_mean_psnr or [float("nan")] * len(merged.rows)
+            for row, by_mean, by_server in zip(merged.rows, mean_nulls, merged.null_sample_psnr):
+                print(f"     {row['sample_id']:40} PSNR {row['psnr']:6.2f}  null: mean image {by_mean:6.2f}, "
+                      f"server image {by_server:6.2f}  rank {row['identification_rank']}")
 
 
 if __name__ == "__main__":
