@@ -2,7 +2,7 @@
 
 Usage:
     .venv/bin/python bench/conv_decoder.py [--models bench,seed-same-arch] [--learning-rates 2e-3,1e-3]
-        [--clips 0,2] [--epochs 24] [--seeds 0] [--size 224] [--device auto] [--threads 2]
+        [--clips 0,2] [--epochs 24] [--seeds 0] [--networks 2] [--size 224] [--device auto] [--threads 2]
         [--data ../shared/data/brain-mri] [--minutes 0]
 
 Why: the network that carries the whole-model attack at 224x224
@@ -21,9 +21,11 @@ Models (round 1, knowledge init: the model the server initialised):
   seed-same-arch`` (run seed 0), the server holding that run's ``split.server`` under ``--plan
   fractions`` (830 images): the worst-case replay's model in docs/results.md.
 
+``--networks`` networks are trained per setting (seeds seed, seed + 1, ...) and averaged, as the
+attack does (:data:`attacks.inversion.posterior.CONV_NETWORKS`); 1 compares single networks.
 Prints, per model and setting: held-out PSNR gain over the mean image with the network and
 without it (the linear decoder), whether the attack would keep it, the epoch whose weights were
-kept, the last epoch's training loss over the lowest, and seconds. ``--minutes`` stops starting
+kept (the first network's), the last epoch's training loss over the lowest, and seconds. ``--minutes`` stops starting
 new settings after that long (0: no limit), so a run on a lent GPU ends inside its lease.
 """
 
@@ -97,6 +99,8 @@ def main() -> int:
     parser.add_argument("--clips", default="0,2", help="relative clipping factors; 0 is off")
     parser.add_argument("--epochs", default="24")
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--networks", type=int, default=posterior_module.CONV_NETWORKS,
+                        help="networks averaged per setting (the attack's default)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--minutes", type=float, default=0.0)
@@ -112,7 +116,7 @@ def main() -> int:
     dataset = open_dataset(args.data, args.size)
     settings = [(float(lr), float(clip), int(epochs), int(seed)) for epochs in args.epochs.split(",")
                 for lr in args.learning_rates.split(",") for clip in args.clips.split(",") for seed in args.seeds.split(",")]
-    print(f"# {args.size}x{args.size}, device {device}, {torch.get_num_threads()} thread(s)")
+    print(f"# {args.size}x{args.size}, device {device}, {torch.get_num_threads()} thread(s), {args.networks} network(s) per setting")
     print(f"{'model':15} {'lr':>7} {'clip':>4} {'epochs':>6} {'seed':>4} {'gain':>7} {'without':>7} {'kept':>5} "
           f"{'best':>4} {'last/min':>8} {'sec':>6}")
     for name in [m for m in args.models.split(",") if m]:
@@ -128,14 +132,16 @@ def main() -> int:
                 print(f"# stopped: --minutes {args.minutes} passed")
                 return 0
             start = time.perf_counter()
-            kept, _, scores = posterior_module._fit_conv(*fit_args[:-1], seed, learning_rate=lr, clip=clip, epochs=epochs)
+            kept, _, scores = posterior_module._fit_conv(*fit_args[:-1], seed, networks=args.networks,
+                                                            learning_rate=lr, clip=clip, epochs=epochs)
             losses = [x for x in scores["loss_by_epoch"] if x is not None]
             ratio = losses[-1] / min(losses) if losses else float("nan")
             gain = scores["held_out_gain_db"]
             print(f"{name:15} {lr:7.0e} {clip:4g} {epochs:6d} {seed:4d} {gain if gain is not None else float('nan'):+7.2f} "
                   f"{scores['held_out_gain_db_without']:+7.2f} {str(kept is not None):>5} {scores['best_epoch'] or 0:4d} "
                   f"{ratio:8.3f} {time.perf_counter() - start:6.1f}", flush=True)
-            print(f"#   loss by epoch: {scores['loss_by_epoch']}", flush=True)
+            for member in scores["members"]:
+                print(f"#   seed {member['seed']} loss by epoch: {member['loss_by_epoch']}", flush=True)
     return 0
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from attacks.inversion import posterior as posterior_module
-from attacks.inversion.conv_decoder import CLIP, CLIP_MOMENTUM, SCALE_FLOOR, ConvDecoder, ResidualNet, _clip_relative
+from attacks.inversion.conv_decoder import (CLIP, CLIP_MOMENTUM, SCALE_FLOOR, ConvDecoder, DecoderEnsemble, ResidualNet,
+                                           _clip_relative)
 from attacks.inversion.local_decoder import MapGeometry, NormalEquations, cell_maps
 from attacks.inversion.posterior import FeaturePosterior, _embed
 from attacks.metrics import psnr
@@ -34,6 +35,23 @@ def test_an_untrained_network_is_the_linear_decoder(server):
     local, embedded, _ = linear_decoder(model, size, server(size)[:16])
     untrained = ConvDecoder(local, ResidualNet(local.geometry, 1), epochs=0)
     assert torch.allclose(untrained.predict(embedded[:4]), local.predict(embedded[:4]).double())
+
+
+def test_an_ensemble_predicts_the_mean_of_its_networks_and_reports_each(server):
+    """Two networks with hand-set last layers: the ensemble's image is their pixelwise mean, exactly."""
+    model, size = simple(112), 112
+    local, embedded, _ = linear_decoder(model, size, server(size)[:16])
+    members = []
+    for shift in (0.02, -0.06):
+        net = ResidualNet(local.geometry, 1)
+        torch.nn.init.constant_(net.body[-1].bias, shift)  # each block's pixels moved by ``shift``
+        members.append(ConvDecoder(local, net, epochs=0, best_epoch=1, loss_by_epoch=[shift**2]))
+    ensemble = DecoderEnsemble(members, [0, 1])
+    expected = local.predict(embedded[:3]).double() - 0.02  # (0.02 - 0.06) / 2
+    assert torch.allclose(ensemble.predict(embedded[:3]), expected, atol=1e-6)
+    described = ensemble.describe()
+    assert described["networks"] == 2 and [m["seed"] for m in described["members"]] == [0, 1]
+    assert described["loss_by_epoch"] == members[0].describe()["loss_by_epoch"]  # the first network's, as a single one's
 
 
 def test_training_learns_what_the_linear_decoder_misses_on_unseen_slices(server, mri):
@@ -125,6 +143,8 @@ def test_the_posterior_keeps_the_network_where_it_beats_the_local_decoder_held_o
     scores = fitted.describe()["conv_decoder"]
     assert scores["kept"] is True and scores["held_out_gain_db"] > scores["held_out_gain_db_without"]
     assert scores["held_out"] >= 8 and 0 < scores["weight"] <= 1
+    assert scores["networks"] == posterior_module.CONV_NETWORKS == len(fitted.conv.members)
+    assert [m["seed"] for m in scores["members"]] == list(range(posterior_module.CONV_NETWORKS))
     embedded = _embed(features_of(train[:2]))
     kernel = fitted.mean + posterior_module._kernel(embedded, fitted.anchors, fitted.distance_scale, fitted.gamma) @ fitted.weights
     expected = torch.lerp(kernel, fitted.conv.predict(embedded), fitted.conv_weight)
