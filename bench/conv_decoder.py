@@ -105,6 +105,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--minutes", type=float, default=0.0)
     args = parser.parse_args()
+    if args.networks < 1:
+        raise SystemExit(f"--networks {args.networks}: at least 1 network is needed")
     if not args.data.is_dir():
         print(f"skipped: {args.data} not found (the brain-MRI images are needed for this benchmark; --data names them)")
         return 0
