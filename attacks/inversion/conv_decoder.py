@@ -115,10 +115,14 @@ class ConvDecoder:
 
     def predict(self, embedded: torch.Tensor) -> torch.Tensor:
         """N x D images (flattened, not clamped, float64 as the other guesses) from N x F embedded features."""
+        return self.local.predict(embedded).double().cpu() + self.residual(embedded)
+
+    def residual(self, embedded: torch.Tensor) -> torch.Tensor:
+        """N x D float64: what the network adds to the linear decoder's images."""
         parameter = next(self.net.parameters())
         with torch.no_grad():
             residual = torch.cat([self.net(chunk.to(parameter)).cpu() for chunk in embedded.float().split(CHUNK)])
-        return self.local.predict(embedded).double().cpu() + residual.double()
+        return residual.double()
 
     def with_local(self, local: LocalDecoder) -> ConvDecoder:
         """The same network on another linear decoder (a fold's, to score the network out of fold)."""
@@ -204,8 +208,9 @@ class DecoderEnsemble:
     seeds: list[int]
 
     def predict(self, embedded: torch.Tensor) -> torch.Tensor:
-        """N x D images (flattened, float64): the members' mean."""
-        return torch.stack([member.predict(embedded) for member in self.members]).mean(0)
+        """N x D images (flattened, float64): the members' mean (they share one linear decoder, computed once)."""
+        residual = torch.stack([member.residual(embedded) for member in self.members]).mean(0)
+        return self.members[0].local.predict(embedded).double().cpu() + residual
 
     def with_local(self, local: LocalDecoder) -> DecoderEnsemble:
         return DecoderEnsemble([member.with_local(local) for member in self.members], self.seeds)
