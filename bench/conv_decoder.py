@@ -2,7 +2,8 @@
 
 Usage:
     .venv/bin/python bench/conv_decoder.py [--models bench,seed-same-arch] [--learning-rates 2e-3,1e-3]
-        [--clips 0,2] [--epochs 24] [--seeds 0] [--networks 2] [--size 224] [--device auto] [--threads 2]
+        [--clips 0,2] [--epochs 24] [--seeds 0] [--networks 2] [--precisions auto] [--size 224]
+        [--device auto] [--threads 2]
         [--data ../shared/data/brain-mri] [--minutes 0]
 
 Why: the network that carries the whole-model attack at 224x224
@@ -22,7 +23,10 @@ Models (round 1, knowledge init: the model the server initialised):
   fractions`` (830 images): the worst-case replay's model in docs/results.md.
 
 ``--networks`` networks are trained per setting (seeds seed, seed + 1, ...) and averaged, as the
-attack does (:data:`attacks.inversion.posterior.CONV_NETWORKS`); 1 compares single networks.
+attack does (:data:`attacks.inversion.posterior.CONV_NETWORKS`); 1 compares single networks, and
+with more the gain of the mean of the first 1, 2, ... networks is printed too. ``--precisions``
+compares fp32 and bf16 training (auto: the attack's choice for the device,
+:data:`attacks.inversion.conv_decoder.PRECISION`).
 Prints, per model and setting: held-out PSNR gain over the mean image with the network and
 without it (the linear decoder), whether the attack would keep it, the epoch whose weights were
 kept (the first network's), the last epoch's training loss over the lowest, and seconds. ``--minutes`` stops starting
@@ -40,6 +44,7 @@ import torch
 
 from attacks.inversion import ImagePrior
 from attacks.inversion import posterior as posterior_module
+from attacks.inversion.conv_decoder import PRECISIONS
 from attacks.inversion.local_decoder import MapGeometry
 from privfed.devices import resolve_device
 from privfed.models import build_model
@@ -101,6 +106,7 @@ def main() -> int:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--networks", type=int, default=posterior_module.CONV_NETWORKS,
                         help="networks averaged per setting (the attack's default)")
+    parser.add_argument("--precisions", default="auto", help="auto, fp32, bf16 (comma-separated)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--minutes", type=float, default=0.0)
@@ -116,11 +122,16 @@ def main() -> int:
     device = resolve_device(args.device)
     began = time.perf_counter()
     dataset = open_dataset(args.data, args.size)
-    settings = [(float(lr), float(clip), int(epochs), int(seed)) for epochs in args.epochs.split(",")
-                for lr in args.learning_rates.split(",") for clip in args.clips.split(",") for seed in args.seeds.split(",")]
+    precisions = args.precisions.split(",")
+    for precision in precisions:
+        if precision not in PRECISIONS:
+            raise SystemExit(f"--precisions: unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    settings = [(float(lr), float(clip), int(epochs), int(seed), precision) for epochs in args.epochs.split(",")
+                for lr in args.learning_rates.split(",") for clip in args.clips.split(",") for seed in args.seeds.split(",")
+                for precision in precisions]
     print(f"# {args.size}x{args.size}, device {device}, {torch.get_num_threads()} thread(s), {args.networks} network(s) per setting")
     print(f"{'model':15} {'lr':>7} {'clip':>4} {'epochs':>6} {'seed':>4} {'gain':>7} {'without':>7} {'kept':>5} "
-          f"{'best':>4} {'last/min':>8} {'sec':>6}")
+          f"{'best':>4} {'last/min':>8} {'sec':>6} {'prec':>4}")
     for name in [m for m in args.models.split(",") if m]:
         if name not in MODELS:
             raise SystemExit(f"--models: unknown model {name!r}; known: {', '.join(MODELS)}")
@@ -129,19 +140,21 @@ def main() -> int:
         model = model.to(device)
         fit_args, fit_seconds = _captured_fit(model, images, args.size, device)
         print(f"# {name}: {len(images)} server images, posterior fitted in {fit_seconds:.1f} s", flush=True)
-        for lr, clip, epochs, seed in settings:
+        for lr, clip, epochs, seed, precision in settings:
             if args.minutes and time.perf_counter() - began > 60 * args.minutes:
                 print(f"# stopped: --minutes {args.minutes} passed")
                 return 0
             start = time.perf_counter()
             kept, _, scores = posterior_module._fit_conv(*fit_args[:-1], seed, networks=args.networks,
-                                                            learning_rate=lr, clip=clip, epochs=epochs)
+                                                            learning_rate=lr, clip=clip, epochs=epochs, precision=precision)
             losses = [x for x in scores["loss_by_epoch"] if x is not None]
             ratio = losses[-1] / min(losses) if losses else float("nan")
             gain = scores["held_out_gain_db"]
             print(f"{name:15} {lr:7.0e} {clip:4g} {epochs:6d} {seed:4d} {gain if gain is not None else float('nan'):+7.2f} "
                   f"{scores['held_out_gain_db_without']:+7.2f} {str(kept is not None):>5} {scores['best_epoch'] or 0:4d} "
-                  f"{ratio:8.3f} {time.perf_counter() - start:6.1f}", flush=True)
+                  f"{ratio:8.3f} {time.perf_counter() - start:6.1f} {scores['precision']:>4}", flush=True)
+            if args.networks > 1:
+                print(f"#   mean of the first 1..{args.networks} networks: {scores['held_out_gain_db_by_networks']}", flush=True)
             for member in scores["members"]:
                 print(f"#   seed {member['seed']} loss by epoch: {member['loss_by_epoch']}", flush=True)
     return 0

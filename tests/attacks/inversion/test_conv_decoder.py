@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from attacks.inversion import posterior as posterior_module
 from attacks.inversion.conv_decoder import (CLIP, CLIP_MOMENTUM, SCALE_FLOOR, ConvDecoder, DecoderEnsemble, ResidualNet,
-                                           _clip_relative)
+                                           _clip_relative, training_precision)
 from attacks.inversion.local_decoder import MapGeometry, NormalEquations, cell_maps
 from attacks.inversion.posterior import FeaturePosterior, _embed
 from attacks.metrics import psnr
@@ -118,6 +119,28 @@ def test_the_result_says_how_the_network_was_trained(server):
     assert len(losses) == 3 and described["best_epoch"] == 1 + losses.index(min(losses))
 
 
+def test_bf16_training_learns_as_fp32_training_does(server):
+    """bfloat16 autocast (the default where the hardware runs it natively) must not cost the fit: both paths run everywhere."""
+    model, size = simple(112), 112
+    local, embedded, grey = linear_decoder(model, size, server(size)[:32])
+    fp32, bf16 = (ConvDecoder.train(local, embedded, grey, "cpu", seed=0, epochs=3, precision=p) for p in ("fp32", "bf16"))
+    assert fp32.precision == "fp32" and bf16.describe()["precision"] == "bf16"
+    # same seed, data and schedule: the two runs follow one trajectory up to bfloat16's rounding
+    for a, b in zip(fp32.loss_by_epoch, bf16.loss_by_epoch):
+        assert abs(a - b) < 0.01 * a
+    assert not torch.equal(fp32.net.body[0].weight, bf16.net.body[0].weight)  # bf16 really ran
+
+
+def test_auto_precision_is_bf16_only_where_the_device_computes_it_natively():
+    assert training_precision(torch.device("cpu"), "fp32") == "fp32"
+    assert training_precision(torch.device("cpu"), "bf16") == "bf16"
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert training_precision(torch.device("cpu"), "auto") == ("bf16" if native else "fp32")
+    assert training_precision(torch.device("meta"), "auto") == "fp32"
+    with pytest.raises(ValueError, match="fp16"):
+        training_precision(torch.device("cpu"), "fp16")
+
+
 def test_training_keeps_the_epoch_of_lowest_loss_when_a_run_breaks_down(server, monkeypatch):
     """At a learning rate far too high the loss blows up; an earlier epoch's finite weights are returned."""
     model, size = simple(112), 112
@@ -145,6 +168,8 @@ def test_the_posterior_keeps_the_network_where_it_beats_the_local_decoder_held_o
     assert scores["held_out"] >= 8 and 0 < scores["weight"] <= 1
     assert scores["networks"] == posterior_module.CONV_NETWORKS == len(fitted.conv.members)
     assert [m["seed"] for m in scores["members"]] == list(range(posterior_module.CONV_NETWORKS))
+    by_networks = scores["held_out_gain_db_by_networks"]  # the mean of the first 1, 2, ... networks
+    assert len(by_networks) == posterior_module.CONV_NETWORKS and by_networks[-1] == scores["held_out_gain_db"]
     embedded = _embed(features_of(train[:2]))
     kernel = fitted.mean + posterior_module._kernel(embedded, fitted.anchors, fitted.distance_scale, fitted.gamma) @ fitted.weights
     expected = torch.lerp(kernel, fitted.conv.predict(embedded), fitted.conv_weight)
