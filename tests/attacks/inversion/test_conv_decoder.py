@@ -119,8 +119,8 @@ def test_the_result_says_how_the_network_was_trained(server):
     assert len(losses) == 3 and described["best_epoch"] == 1 + losses.index(min(losses))
 
 
-def test_bf16_training_learns_as_fp32_training_does(server):
-    """bfloat16 autocast (the default where the hardware runs it natively) must not cost the fit: both paths run everywhere."""
+def test_bf16_training_follows_fp32_training(server):
+    """bfloat16 autocast (the default where the hardware runs it natively) must not change the fit: both paths run everywhere."""
     model, size = simple(112), 112
     local, embedded, grey = linear_decoder(model, size, server(size)[:32])
     fp32, bf16 = (ConvDecoder.train(local, embedded, grey, "cpu", seed=0, epochs=3, precision=p) for p in ("fp32", "bf16"))
