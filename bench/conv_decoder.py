@@ -44,7 +44,7 @@ import torch
 
 from attacks.inversion import ImagePrior
 from attacks.inversion import posterior as posterior_module
-from attacks.inversion.conv_decoder import PRECISIONS
+from attacks.inversion.conv_decoder import training_precision
 from attacks.inversion.local_decoder import MapGeometry
 from privfed.devices import resolve_device
 from privfed.models import build_model
@@ -123,9 +123,11 @@ def main() -> int:
     began = time.perf_counter()
     dataset = open_dataset(args.data, args.size)
     precisions = args.precisions.split(",")
-    for precision in precisions:
-        if precision not in PRECISIONS:
-            raise SystemExit(f"--precisions: unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    try:  # the attack's own check, before any fitting
+        for precision in precisions:
+            training_precision(device, precision)
+    except ValueError as error:
+        raise SystemExit(f"--precisions: {error}") from None
     settings = [(float(lr), float(clip), int(epochs), int(seed), precision) for epochs in args.epochs.split(",")
                 for lr in args.learning_rates.split(",") for clip in args.clips.split(",") for seed in args.seeds.split(",")
                 for precision in precisions]

@@ -252,8 +252,9 @@ def _fit_conv(local: LocalDecoder, fold_local: LocalDecoder, embedded_parts, tar
     def best(guesses: torch.Tensor) -> tuple[float, float]:
         return min((_mse(torch.lerp(kernel_guesses, guesses, w), truth), w) for w in CONV_WEIGHTS)
 
-    linear = fold_local.predict(embedded_parts[1][held]).double()
-    residuals = [member.residual(embedded_parts[1][held]) for member in conv.members]
+    held_features = embedded_parts[1][held]
+    linear = fold_local.predict(held_features).double()
+    residuals = [member.residual(held_features) for member in conv.members]
     # the mean of the first k networks, k = 1 .. all: whether more of them would still help
     errors = [best(linear + torch.stack(residuals[:k]).mean(0)) for k in range(1, len(residuals) + 1)]
     error, weight = errors[-1]
